@@ -1,0 +1,79 @@
+"""The `nmoe-sim` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from nmoe_sim.config import Scenario, ScenarioError, load_scenario
+from nmoe_sim.telemetry.table import summary_table
+from nmoe_sim.telemetry.writer import OutputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Simulate federated training of a Networked Mixture-of-Experts at the mobile edge.",
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_DATA = 3
+
+ScenarioArg = typer.Argument(..., help="scenario YAML file, e.g. scenarios/mec.yaml")
+SetOpt = typer.Option(
+    [], "--set", help="override a key by dotted path, e.g. --set partition.alpha=0.1 (repeatable)"
+)
+SeedOpt = typer.Option(None, "--seed", help="override the scenario's seed")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path, overrides: list[str], seed: int | None) -> Scenario:
+    try:
+        return load_scenario(path, overrides, seed)
+    except ScenarioError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def validate(scenario: Path = ScenarioArg, set_: list[str] = SetOpt, seed: int | None = SeedOpt):
+    """Check a scenario (with overrides) against the schema; run nothing."""
+    sc = _load(scenario, set_, seed)
+    out.print(f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients)")
+
+
+@app.command()
+def run(
+    scenario: Path = ScenarioArg,
+    out_dir: Path | None = typer.Option(None, "--out", help="run directory (must not exist)"),
+    set_: list[str] = SetOpt,
+    seed: int | None = SeedOpt,
+):
+    """Run every method of a scenario and write its run directory."""
+    # Imported here so `validate` and `--help` stay fast (torch is heavy).
+    from nmoe_sim.data import DatasetUnavailable
+    from nmoe_sim.engine import default_out_dir, run_scenario
+
+    sc = _load(scenario, set_, seed)
+    target = out_dir or sc.output.dir or default_out_dir(sc)
+    try:
+        summary = run_scenario(sc, target, err)
+    except (OutputError, ScenarioError) as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except DatasetUnavailable as exc:
+        raise _fail(str(exc), EXIT_MISSING_DATA) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no run directory was written", 130) from None
+    out.print(summary_table(summary))
+    out.print(f"run directory: {target}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,242 @@
+"""Scenario schema, YAML loading and `--set` overrides.
+
+Every scenario key is declared here with its type, range and default; unknown keys are errors.
+Validation happens before any work starts and reports every problem with its dotted key path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nmoe_sim.methods import ALL_METHODS, GATES, parse_nmoe
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be run; the message names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OptimConfig(_Strict):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1, le=65536)
+
+
+class DatasetConfig(_Strict):
+    name: Literal["fashion_mnist", "mnist", "cifar10", "synthetic"] = "fashion_mnist"
+    root: Path | None = Field(None, description="data folder; default $NMOE_SIM_DATA or ~/.cache")
+    train_samples: int | None = Field(None, ge=1, description="seeded subset of the train set")
+    test_samples: int | None = Field(None, ge=1, description="seeded subset of the test set")
+
+
+class PartitionConfig(_Strict):
+    scheme: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (scheme: dirichlet)")
+    classes_per_client: int = Field(2, ge=1, description="shards per client (scheme: shards)")
+    min_samples: int = Field(10, ge=1, description="fewest train samples a client may get")
+    test_samples_per_client: int = Field(
+        1000, ge=1, description="size of each client's own test split (follows its label mix)"
+    )
+
+
+class ClientsConfig(_Strict):
+    count: int = Field(10, ge=2, le=100_000)
+
+
+class ModelConfig(_Strict):
+    extractor: Literal["small_cnn", "resnet18"] = "small_cnn"
+    feature_dim: int = Field(128, ge=2, le=8192)
+    expert_hidden: int = Field(128, ge=1, le=8192)
+    gate_hidden: int = Field(64, ge=1, le=8192)
+    projection_dim: int = Field(64, ge=2, le=8192, description="FedSC projection head output")
+
+
+class ExtractorStageConfig(_Strict):
+    """Stage 1: federated training of the shared feature extractor (FedCE / FedSC)."""
+
+    rounds: int = Field(5, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    optim: OptimConfig = OptimConfig()
+    temperature: float = Field(0.5, gt=0, le=10, description="FedSC NT-Xent temperature")
+    crop_scale_min: float = Field(0.4, gt=0, le=1, description="FedSC random-crop lower scale")
+    jitter: float = Field(0.4, ge=0, le=1, description="FedSC brightness/contrast jitter")
+
+
+class ExpertStageConfig(_Strict):
+    """Stage 2: each client trains its personalized expert on frozen features."""
+
+    epochs: int = Field(20, ge=1)
+    optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
+
+
+class GateStageConfig(_Strict):
+    """Stage 3: the gate learns to mix experts (FedGate rounds, RollGate/RanGate passes)."""
+
+    rounds: int = Field(5, ge=1, description="FedGate rounds; RollGate/RanGate passes over all clients")
+    local_epochs: int = Field(1, ge=1)
+    top_k: int = Field(2, ge=1)
+    routing_noise: float = Field(0.0, ge=0, description="std of Gaussian noise on gate scores")
+    load_balance: float = Field(0.0, ge=0, description="weight of the load-balancing loss")
+    optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
+
+
+class StagesConfig(_Strict):
+    extractor: ExtractorStageConfig = ExtractorStageConfig()
+    expert: ExpertStageConfig = ExpertStageConfig()
+    gate: GateStageConfig = GateStageConfig()
+
+
+class LocalBaselineConfig(_Strict):
+    epochs: int = Field(5, ge=1)
+    optim: OptimConfig = OptimConfig()
+
+
+class FedAvgBaselineConfig(_Strict):
+    rounds: int = Field(5, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    optim: OptimConfig = OptimConfig()
+
+
+class CentralizedBaselineConfig(_Strict):
+    epochs: int = Field(5, ge=1)
+    optim: OptimConfig = OptimConfig()
+
+
+class BaselinesConfig(_Strict):
+    local: LocalBaselineConfig = LocalBaselineConfig()
+    fedavg: FedAvgBaselineConfig = FedAvgBaselineConfig()
+    centralized: CentralizedBaselineConfig = CentralizedBaselineConfig()
+
+
+class DevicesConfig(_Strict):
+    """Compute speeds that turn counted FLOPs into simulated seconds."""
+
+    client_gflops: float = Field(20.0, gt=0, description="sustained GFLOP/s of an edge client")
+    server_gflops: float = Field(2000.0, gt=0, description="sustained GFLOP/s of the server")
+
+
+class RuntimeConfig(_Strict):
+    backend: Literal["inprocess"] = "inprocess"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    torch_threads: int | None = Field(None, ge=1, description="default: all cores")
+
+
+class OutputConfig(_Strict):
+    dir: Path | None = Field(None, description="run directory; default runs/<name>-<timestamp>")
+    plots: bool = True
+
+
+class Scenario(_Strict):
+    name: str = Field("scenario", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(0, ge=0, lt=2**32)
+    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    dataset: DatasetConfig = DatasetConfig()
+    partition: PartitionConfig = PartitionConfig()
+    clients: ClientsConfig = ClientsConfig()
+    model: ModelConfig = ModelConfig()
+    stages: StagesConfig = StagesConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
+    devices: DevicesConfig = DevicesConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown:
+            raise ValueError(
+                f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("methods: listed twice; name each method once")
+        gated = [m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).routing in GATES]
+        if gated and self.stages.gate.top_k > self.clients.count:
+            raise ValueError(
+                f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count "
+                f"({self.clients.count}); choose 1..{self.clients.count}"
+            )
+        return self
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<scenario>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key; {_allowed_keys(e['loc'])}")
+        elif e["type"] == "value_error":
+            # Our own cross-checks already start with the key path.
+            lines.append(str(e["ctx"]["error"]))
+        else:
+            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid scenario:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = Scenario
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "check the spelling"
+        model = annotation
+    return "allowed here: " + ", ".join(model.model_fields)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=VALUE` -> (["a", "b", "c"], VALUE parsed as YAML, so 0.1 is a float, [1,2] a list)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. partition.alpha=0.1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ScenarioError(f"--set {'.'.join(path)}: {where} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def load_scenario(
+    path: Path, overrides: list[str] | None = None, seed: int | None = None
+) -> Scenario:
+    raw = apply_overrides(read_yaml(path), list(overrides or []))
+    if seed is not None:
+        raw["seed"] = seed
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as err:
+        raise ScenarioError(_format_validation_error(err)) from None

@@ -1,0 +1,209 @@
+"""Wires a scenario into data, clients, backend, the pipelines of its methods, and the run directory."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nmoe_sim.config import Scenario, ScenarioError
+from nmoe_sim.data import class_counts, client_test_indices, load_dataset, partition_indices
+from nmoe_sim.data.sources import ImageDataset
+from nmoe_sim.learning.client import ClientState
+from nmoe_sim.learning.evaluate import Evaluator
+from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
+from nmoe_sim.models.spec import ModelSpec
+from nmoe_sim.network.channel import IdealNetwork
+from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
+from nmoe_sim.pipelines.context import MethodResult, RunContext
+from nmoe_sim.pipelines.nmoe import NmoePipeline
+from nmoe_sim.runtime.backend import InProcessBackend
+from nmoe_sim.seeds import numpy_rng
+from nmoe_sim.telemetry.progress import RunProgress
+from nmoe_sim.telemetry.records import Recorder
+from nmoe_sim.telemetry.writer import check_output_dir, write_run
+
+BASELINE_RUNNERS = {"local": run_local, "fedavg": run_fedavg, "centralized": run_centralized}
+
+
+@dataclass(frozen=True)
+class Population:
+    """The dataset split into clients: train indices and own test splits per client."""
+
+    dataset: ImageDataset
+    train_parts: list[np.ndarray]
+    test_parts: list[np.ndarray]
+
+    def statistics(self) -> pd.DataFrame:
+        """Per-client class counts of the train split and of the client's own test split."""
+        c = self.dataset.num_classes
+        rows = []
+        for split, labels, parts in (
+            ("train", self.dataset.train_y.numpy(), self.train_parts),
+            ("test", self.dataset.test_y.numpy(), self.test_parts),
+        ):
+            for cid, counts in enumerate(class_counts(labels, parts, c)):
+                rows.append({"client": cid, "split": split, "total": int(counts.sum()),
+                             **{f"class_{k}": int(v) for k, v in enumerate(counts)}})
+        return pd.DataFrame(rows)
+
+
+def default_out_dir(scenario: Scenario) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario.name}-{stamp}"
+
+
+def resolve_device(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device is cuda but no CUDA device is visible; use cpu or auto")
+    return choice
+
+
+def build_population(scenario: Scenario) -> Population:
+    """Load and split the data; settings the data cannot satisfy become ScenarioErrors."""
+    try:
+        return _build_population(scenario)
+    except ValueError as exc:
+        raise ScenarioError(f"dataset/partition settings cannot be met: {exc}") from None
+
+
+def _build_population(scenario: Scenario) -> Population:
+    ds_cfg, part_cfg = scenario.dataset, scenario.partition
+    dataset = load_dataset(
+        ds_cfg.name, ds_cfg.root, train_samples=ds_cfg.train_samples,
+        test_samples=ds_cfg.test_samples, seed=scenario.seed,
+    )
+    train_labels = dataset.train_y.numpy()
+    parts = partition_indices(
+        train_labels, scenario.clients.count, part_cfg.scheme,
+        rng=numpy_rng(scenario.seed, "partition"), alpha=part_cfg.alpha,
+        classes_per_client=part_cfg.classes_per_client, min_samples=part_cfg.min_samples,
+    )
+    counts = class_counts(train_labels, parts, dataset.num_classes)
+    proportions = counts / counts.sum(axis=1, keepdims=True)
+    test_parts = client_test_indices(
+        dataset.test_y.numpy(), proportions, part_cfg.test_samples_per_client,
+        numpy_rng(scenario.seed, "client-test"),
+    )
+    return Population(dataset, parts, test_parts)
+
+
+def model_spec(scenario: Scenario, dataset: ImageDataset) -> ModelSpec:
+    m = scenario.model
+    return ModelSpec(
+        extractor=m.extractor, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+        num_experts=scenario.clients.count, feature_dim=m.feature_dim,
+        expert_hidden=m.expert_hidden, gate_hidden=m.gate_hidden,
+        projection_dim=m.projection_dim,
+    )
+
+
+def progress_steps(scenario: Scenario) -> int:
+    """Progress units: one per round, epoch or pass, as the pipelines advance them."""
+    s, b = scenario.stages, scenario.baselines
+    steps = {"local": 1, "fedavg": b.fedavg.rounds, "centralized": b.centralized.epochs}
+    total = sum(steps[m] for m in scenario.methods if m in steps)
+    nmoe = [parse_nmoe(m) for m in scenario.methods if m.startswith("nmoe/")]
+    total += (s.extractor.rounds + 1) * len({m.extractor for m in nmoe})
+    total += s.gate.rounds * sum(m.trains_gate for m in nmoe)
+    return total
+
+
+def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict[str, Any]:
+    """Run every method of the scenario and write the run directory; returns the summary."""
+    check_output_dir(out_dir)
+    wall_start = time.perf_counter()
+    torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
+    device = resolve_device(scenario.runtime.device)
+    population = build_population(scenario)
+    dataset = population.dataset
+    spec = model_spec(scenario, dataset)
+    client_ids = list(range(scenario.clients.count))
+    # Client train data in client order, so the centralized baseline can upload each client's
+    # slice and the clients' states share storage with it.
+    order = np.concatenate(population.train_parts)
+    train_x, train_y = dataset.train_x[order], dataset.train_y[order]
+    bounds = np.cumsum([0] + [len(p) for p in population.train_parts])
+
+    def make_client(cid: int) -> ClientState:
+        lo, hi = bounds[cid], bounds[cid + 1]
+        return ClientState(cid, spec, train_x[lo:hi], train_y[lo:hi], device)
+
+    backend = InProcessBackend(make_client, client_ids)
+    recorder = Recorder()
+    results: dict[str, MethodResult] = {}
+    with RunProgress(progress_steps(scenario), console) as progress:
+        ctx = RunContext(
+            scenario=scenario, spec=spec, client_ids=client_ids,
+            num_train={c: len(p) for c, p in enumerate(population.train_parts)},
+            train_x=train_x, train_y=train_y, backend=backend,
+            evaluator=Evaluator(dataset.test_x, dataset.test_y, population.test_parts,
+                                torch.device(device)),
+            network=IdealNetwork(), recorder=recorder, progress=progress, device=device,
+        )
+        for name in BASELINES:
+            if name in scenario.methods:
+                results[name] = BASELINE_RUNNERS[name](ctx)
+        for extractor in EXTRACTORS:
+            wanted = [parse_nmoe(m) for m in scenario.methods
+                      if m.startswith(f"nmoe/{extractor}/")]
+            if not wanted:
+                continue
+            pipeline = NmoePipeline(ctx, extractor)
+            pipeline.train_shared()
+            for method in wanted:
+                results[method.name] = (
+                    pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
+                )
+    backend.close()
+    summary = build_summary(scenario, dataset, results, time.perf_counter() - wall_start)
+    write_run(
+        out_dir,
+        config=scenario.model_dump(mode="json"),
+        summary=summary,
+        recorder=recorder,
+        partition=population.statistics(),
+        heatmaps={m: r.routing_frequency for m, r in results.items()
+                  if r.routing_frequency is not None},
+        plots=scenario.output.plots,
+    )
+    return summary
+
+
+def build_summary(
+    scenario: Scenario, dataset: ImageDataset, results: dict[str, MethodResult], wall_s: float
+) -> dict[str, Any]:
+    methods = {}
+    for name in scenario.methods:  # in the scenario's order
+        r = results[name]
+        methods[name] = {
+            "accuracy_global": r.scores.accuracy_global,
+            "accuracy_local": r.scores.accuracy_local,
+            "bytes_total": r.log.bytes_total,
+            "sim_time_s": r.log.sim_time_s,
+            "wall_time_s": r.log.wall_time_s,
+            "stages": r.log.stages(),
+            "per_client": {
+                "accuracy_global": r.scores.global_per_client,
+                "accuracy_local": r.scores.local_per_client,
+            },
+        }
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "dataset": {"name": dataset.name, "train": int(dataset.train_y.numel()),
+                    "test": int(dataset.test_y.numel())},
+        "clients": scenario.clients.count,
+        "partition": scenario.partition.model_dump(mode="json"),
+        "wall_time_s": wall_s,
+        "methods": methods,
+    }

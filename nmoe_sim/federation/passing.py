@@ -1,0 +1,60 @@
+"""Peer-to-peer model passing: RollGate's ring and RanGate's random walk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+
+import networkx as nx
+import numpy as np
+
+from nmoe_sim.federation.aggregate import Weights
+from nmoe_sim.learning.client import Update
+from nmoe_sim.network.devices import client_node
+from nmoe_sim.world import World
+
+# (client, weights received or None for the first holder, step) -> update
+StepWork = Callable[[int, Weights | None, int], Generator]
+
+
+def ring_route(client_ids: Sequence[int], passes: int) -> list[int]:
+    return list(client_ids) * passes
+
+
+def random_walk_route(
+    graph: nx.Graph, steps: int, rng: np.random.Generator
+) -> list[int]:
+    """A walk of `steps` visits; each next holder is drawn uniformly from the current one's
+    neighbours."""
+    nodes = sorted(graph.nodes)
+    current = nodes[int(rng.integers(len(nodes)))]
+    route = [current]
+    while len(route) < steps:
+        neighbours = sorted(graph.neighbors(current))
+        current = neighbours[int(rng.integers(len(neighbours)))]
+        route.append(current)
+    return route
+
+
+def pass_along(
+    world: World,
+    *,
+    stage: str,
+    route: Sequence[int],
+    work: StepWork,
+    on_step: Callable[[int, int, Update], None],
+) -> Generator:
+    """Hand a model along `route`: each holder trains it, then sends it to the next.
+    Returns (last holder, final weights)."""
+    weights: Weights | None = None
+    previous: int | None = None
+    for step, cid in enumerate(route):
+        if previous is not None and previous != cid:
+            weights = yield world.channel.send(
+                client_node(previous), client_node(cid), weights,
+                kind="gate_pass", stage=stage, round=step,
+            )
+        update: Update = yield from work(cid, weights, step)
+        weights = update.weights
+        previous = cid
+        on_step(step, cid, update)
+    return previous, weights

@@ -1,0 +1,233 @@
+"""What an edge client computes, stage by stage.
+
+A client's state (its data, features, expert, gate copies) lives wherever the execution backend
+hosts it; every task below is a plain function `task(state, ...) -> result` that the backend runs
+against that state. Tasks know nothing about time, the network or where they run.
+Randomness comes only from the `seed` each task is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmoe_sim.config import OptimConfig
+from nmoe_sim.data.augment import two_views
+from nmoe_sim.learning.losses import mixture_nll, nt_xent
+from nmoe_sim.learning.loops import cpu_state, fit, predict
+from nmoe_sim.models.gate import TRUNK_PREFIX, load_balance_loss, noisy_scores, top_k_weights
+from nmoe_sim.models.gate import mix as mix_experts
+from nmoe_sim.models.spec import ModelSpec
+
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class Update:
+    """A client's answer to a training task."""
+
+    weights: Weights
+    num_samples: int
+    loss: float
+
+
+@dataclass
+class ClientState:
+    client_id: int
+    spec: ModelSpec
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    device: str = "cpu"
+    # Per extractor pipeline ("nmoe/fedsc", ...): frozen features of the local train set,
+    # this client's expert, and the probabilities of every expert on the local train features.
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+    experts: dict[str, nn.Module] = field(default_factory=dict)
+    expert_probs: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    # Per gating method: this client's copy of the gate (FedGate keeps its output layer here).
+    gates: dict[str, Weights] = field(default_factory=dict)
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_y.shape[0])
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+
+def _init_or_load(model: nn.Module, weights: Weights | None, seed: int) -> nn.Module:
+    if weights is None:
+        # Fresh weights from this task's seed: the same on every backend and process.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in model.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+    else:
+        model.load_state_dict(weights)
+    return model
+
+
+def fresh_weights(model: nn.Module, seed: int) -> Weights:
+    """Seeded initial weights, e.g. the server's initial global model."""
+    return cpu_state(_init_or_load(model, None, seed))
+
+
+# Stage 1 and baselines -------------------------------------------------------------------
+
+
+def fit_classifier(
+    state: ClientState, weights: Weights | None, optim: OptimConfig, epochs: int, seed: int
+) -> Update:
+    """Supervised local training of extractor + linear head (FedCE, FedAvg, local baseline)."""
+    model = _init_or_load(state.spec.build_classifier(), weights, seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(m(x), y)
+
+    loss = fit(model, (state.train_x, state.train_y), loss_fn, optim, epochs, gen, state.torch_device)
+    return Update(cpu_state(model), state.num_train, loss)
+
+
+@dataclass(frozen=True)
+class ContrastiveSettings:
+    temperature: float
+    crop_scale_min: float
+    jitter: float
+
+
+def fit_contrastive(
+    state: ClientState,
+    weights: Weights | None,
+    optim: OptimConfig,
+    epochs: int,
+    settings: ContrastiveSettings,
+    seed: int,
+) -> Update:
+    """FedSC local step: SimCLR on two augmented views of each local image; labels unused."""
+    model = _init_or_load(state.spec.build_contrastive(), weights, seed)
+    gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        (x,) = batch
+        v1, v2 = two_views(
+            x.cpu(), aug_gen, crop_scale=(settings.crop_scale_min, 1.0), jitter=settings.jitter
+        )
+        return nt_xent(m(v1.to(x.device)), m(v2.to(x.device)), settings.temperature)
+
+    loss = fit(model, (state.train_x,), loss_fn, optim, epochs, gen, state.torch_device)
+    return Update(cpu_state(model), state.num_train, loss)
+
+
+# Stage 2 ---------------------------------------------------------------------------------
+
+
+def embed(state: ClientState, pipeline: str, extractor_weights: Weights) -> int:
+    """Compute the frozen extractor's features of the local train set once; returns their count."""
+    extractor = state.spec.build_extractor()
+    extractor.load_state_dict(extractor_weights)
+    state.features[pipeline] = predict(extractor, state.train_x, state.torch_device)
+    return state.num_train
+
+
+def fit_expert(state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, seed: int) -> float:
+    """Train this client's personalized expert on its own features (no communication)."""
+    expert = _init_or_load(state.spec.build_expert(), None, seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        h, y = batch
+        return F.cross_entropy(m(h), y)
+
+    loss = fit(expert, (state.features[pipeline], state.train_y), loss_fn, optim, epochs, gen,
+               state.torch_device)
+    state.experts[pipeline] = expert.eval()
+    return loss
+
+
+def expert_weights(state: ClientState, pipeline: str) -> Weights:
+    return cpu_state(state.experts[pipeline])
+
+
+# Stage 3 ---------------------------------------------------------------------------------
+
+
+def train_features(state: ClientState, pipeline: str) -> torch.Tensor:
+    """The features this client sends to remote experts."""
+    return state.features[pipeline]
+
+
+def serve_expert(state: ClientState, pipeline: str, features: torch.Tensor) -> torch.Tensor:
+    """This client's expert answering a batch of features: class probabilities."""
+    return torch.softmax(predict(state.experts[pipeline], features, state.torch_device), dim=1)
+
+
+def store_expert_probs(
+    state: ClientState, pipeline: str, expert_id: int, probs: torch.Tensor
+) -> None:
+    state.expert_probs.setdefault(pipeline, {})[expert_id] = probs
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    top_k: int
+    routing_noise: float
+    load_balance: float
+
+
+def fit_gate(
+    state: ClientState,
+    pipeline: str,
+    method: str,
+    incoming: Weights | None,
+    optim: OptimConfig,
+    epochs: int,
+    settings: GateSettings,
+    seed: int,
+) -> Update:
+    """Fine-tune the gate on local data with frozen features and experts.
+
+    `incoming` is merged into this client's own copy (for FedGate it holds only the shared trunk,
+    so the client's output layer persists across rounds). The full gate is kept in the state.
+    """
+    gate = _init_or_load(state.spec.build_gate(), state.gates.get(method), seed)
+    if incoming is not None:
+        gate.load_state_dict({**gate.state_dict(), **incoming})
+    cached = state.expert_probs[pipeline]
+    probs = torch.stack([cached[e] for e in range(state.spec.num_experts)], dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        h, p, y = batch
+        scores = m(h)
+        weights = top_k_weights(noisy_scores(scores, settings.routing_noise, noise_gen), settings.top_k)
+        loss = mixture_nll(mix_experts(weights, p), y)
+        if settings.load_balance > 0:
+            loss = loss + settings.load_balance * load_balance_loss(scores, weights)
+        return loss
+
+    loss = fit(gate, (state.features[pipeline], probs, state.train_y), loss_fn, optim, epochs, gen,
+               state.torch_device)
+    state.gates[method] = cpu_state(gate)
+    return Update(cpu_state(gate), state.num_train, loss)
+
+
+def gate_weights(state: ClientState, method: str) -> Weights | None:
+    return state.gates.get(method)
+
+
+def adopt_gate(state: ClientState, method: str, weights: Weights) -> None:
+    """Take received gate weights (all of them, or FedGate's trunk) over this client's copy."""
+    state.gates[method] = {**state.gates.get(method, {}), **weights}
+
+
+def trunk_only(weights: Weights) -> Weights:
+    """The part of the gate FedGate shares."""
+    return {k: v for k, v in weights.items() if k.startswith(TRUNK_PREFIX)}

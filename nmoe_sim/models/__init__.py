@@ -1,0 +1,1 @@
+"""Feature extractors, experts, gate and the NMoE mixture."""

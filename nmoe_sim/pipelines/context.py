@@ -1,0 +1,59 @@
+"""What every pipeline of a run shares: scenario, clients, backend, evaluator and records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nmoe_sim.config import Scenario
+from nmoe_sim.learning.evaluate import Scores
+from nmoe_sim.models.spec import ModelSpec
+from nmoe_sim.network.channel import NetworkModel
+from nmoe_sim.runtime.backend import Backend
+from nmoe_sim.seeds import derive_seed
+from nmoe_sim.telemetry.progress import RunProgress
+from nmoe_sim.telemetry.records import MethodLog, Recorder
+from nmoe_sim.learning.evaluate import Evaluator
+from nmoe_sim.world import World
+
+
+@dataclass
+class MethodResult:
+    scores: Scores
+    log: MethodLog
+    routing_frequency: np.ndarray | None = None
+
+
+@dataclass
+class RunContext:
+    scenario: Scenario
+    spec: ModelSpec
+    client_ids: list[int]
+    num_train: dict[int, int]
+    train_x: torch.Tensor  # all clients' train data, for the centralized baseline
+    train_y: torch.Tensor
+    backend: Backend
+    evaluator: Evaluator
+    network: NetworkModel
+    recorder: Recorder
+    progress: RunProgress
+    device: str
+    results: dict[str, MethodResult] = field(default_factory=dict)
+
+    def world(self, log: MethodLog, start_s: float = 0.0) -> World:
+        return World.create(
+            start_s=start_s,
+            network=self.network,
+            client_gflops=self.scenario.devices.client_gflops,
+            server_gflops=self.scenario.devices.server_gflops,
+            backend=self.backend,
+            log=log,
+            recorder=self.recorder,
+            progress=self.progress,
+            seed=self.scenario.seed,
+        )
+
+    def seed(self, *names: object) -> int:
+        return derive_seed(self.scenario.seed, *names)

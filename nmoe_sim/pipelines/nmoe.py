@@ -1,0 +1,255 @@
+"""The NMoE method: stage 1 (FedCE / FedSC), stage 2 (experts), stage 3 (gating), per extractor.
+
+Stages 1-2 run once per extractor in the pipeline's own world ("nmoe/fedsc"); every gating
+scheme then branches into a world of its own that starts where stages 1-2 ended, so the three
+schemes are compared from the same experts without sharing links or clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+import numpy as np
+import torch
+
+from nmoe_sim.federation.passing import pass_along, random_walk_route, ring_route
+from nmoe_sim.federation.sync import broadcast, sync_rounds
+from nmoe_sim.learning import client as tasks
+from nmoe_sim.learning.client import ContrastiveSettings, GateSettings, Update, Weights
+from nmoe_sim.learning.evaluate import gate_routing, mixture_predictions, routing_frequency
+from nmoe_sim.methods import NmoeMethod
+from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
+from nmoe_sim.network.devices import client_node
+from nmoe_sim.network.topology import full_mesh
+from nmoe_sim.pipelines.context import MethodResult, RunContext
+from nmoe_sim.world import World
+
+EXTRACTOR_PREFIX = "extractor."
+
+
+def _extractor_part(weights: Weights) -> Weights:
+    n = len(EXTRACTOR_PREFIX)
+    return {k[n:]: v for k, v in weights.items() if k.startswith(EXTRACTOR_PREFIX)}
+
+
+class NmoePipeline:
+    def __init__(self, ctx: RunContext, extractor: str) -> None:
+        self.ctx = ctx
+        self.extractor = extractor
+        self.name = f"nmoe/{extractor}"
+        self.log = ctx.recorder.method(self.name)
+        self.world = ctx.world(self.log)
+        self.features: torch.Tensor | None = None  # global test features
+        self.expert_probs: torch.Tensor | None = None  # [test, experts, classes]
+
+    # -- stages 1 and 2 ------------------------------------------------------------------------
+
+    def train_shared(self) -> None:
+        world, ctx = self.world, self.ctx
+        cfg = ctx.scenario.stages.extractor
+        spec = ctx.spec
+        supervised = self.extractor == "fedce"
+        part = "classifier" if supervised else "contrastive"
+        # FedSC computes two augmented views per sample.
+        per_sample = TRAIN_FLOPS_FACTOR * spec.forward_flops(part) * (1 if supervised else 2)
+        model = spec.build_classifier() if supervised else spec.build_contrastive()
+        initial = tasks.fresh_weights(model, ctx.seed(self.name, "init"))
+        contrastive = ContrastiveSettings(cfg.temperature, cfg.crop_scale_min, cfg.jitter)
+
+        def plan(cid: int, weights: Weights, r: int) -> tuple:
+            seed = ctx.seed(self.name, "extractor", r, cid)
+            flops = per_sample * ctx.num_train[cid] * cfg.local_epochs
+            if supervised:
+                return flops, tasks.fit_classifier, (weights, cfg.optim, cfg.local_epochs, seed)
+            return flops, tasks.fit_contrastive, (
+                weights, cfg.optim, cfg.local_epochs, contrastive, seed
+            )
+
+        def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
+            ctx.progress.describe(f"{self.name}: extractor round {r + 1}/{cfg.rounds}")
+            loss = float(np.mean([u.loss for u in updates]))
+            acc = None
+            if supervised:  # FedCE's temporary head makes the global model a classifier
+                pred = ctx.evaluator.classify(spec, weights)
+                acc = ctx.evaluator.score_shared(pred).accuracy_global
+            world.metric("extractor", r + 1, acc, loss)
+
+        expert_cfg = ctx.scenario.stages.expert
+        embed_flops = spec.forward_flops("extractor")
+        expert_flops = TRAIN_FLOPS_FACTOR * spec.forward_flops("expert") * expert_cfg.epochs
+
+        def client_stage2(cid: int, extractor_weights: Weights) -> Generator:
+            n = ctx.num_train[cid]
+            yield from world.client_work(cid, embed_flops * n, tasks.embed, self.name,
+                                         extractor_weights)
+            return (yield from world.client_work(
+                cid, expert_flops * n, tasks.fit_expert, self.name, expert_cfg.optim,
+                expert_cfg.epochs, ctx.seed(self.name, "expert", cid),
+            ))
+
+        def pipeline() -> Generator:
+            final = yield from sync_rounds(
+                world, stage="extractor", rounds=cfg.rounds, client_ids=ctx.client_ids,
+                initial=initial, plan=plan, on_round=on_round,
+            )
+            yield from broadcast(world, final, ctx.client_ids, stage="extractor", round=cfg.rounds)
+            self.log.mark_stage("extractor", 0.0, world.env.now)
+            start2 = world.env.now
+            ctx.progress.describe(f"{self.name}: personalized experts")
+            extractor_weights = _extractor_part(final)
+            procs = [world.env.process(client_stage2(c, extractor_weights)) for c in ctx.client_ids]
+            yield world.env.all_of(procs)
+            self.log.mark_stage("expert", start2, world.env.now)
+            world.metric("expert", 0, None, float(np.mean([p.value for p in procs])))
+            return extractor_weights
+
+        extractor_weights = world.run(pipeline())
+        self.log.finish(world.env.now)
+        ctx.progress.advance()
+        # Evaluation inputs, computed once for every gating branch.
+        self.features = ctx.evaluator.features(spec, extractor_weights)
+        experts = [ctx.backend.submit(c, tasks.expert_weights, self.name).result()
+                   for c in ctx.client_ids]
+        self.expert_probs = ctx.evaluator.expert_probs(spec, experts, self.features)
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _result(self, routings: Sequence[torch.Tensor], log) -> MethodResult:
+        ev = self.ctx.evaluator
+        predictions = [mixture_predictions(r, self.expert_probs) for r in routings]
+        freq = np.stack([routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test,
+                                                                       strict=True)])
+        return MethodResult(ev.score_each(predictions), log, freq)
+
+    def _gate_routings(self, method: str, fallback: Weights | None = None) -> list[torch.Tensor]:
+        """Each client's gate routing on the test features; a client holding no gate yet (mid
+        random walk) is scored with `fallback`, the walking gate."""
+        ctx = self.ctx
+        k = ctx.scenario.stages.gate.top_k
+        routings = []
+        for c in ctx.client_ids:
+            gate = ctx.backend.submit(c, tasks.gate_weights, method).result() or fallback
+            if gate is None:
+                raise RuntimeError(f"client {c} holds no gate for {method}")
+            routings.append(gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device)))
+        return routings
+
+    # -- routing references ----------------------------------------------------------------------
+
+    def reference(self, method: NmoeMethod) -> MethodResult:
+        """Fixed routing over the trained experts: own expert only, or all experts equally."""
+        n_test, n_experts = self.expert_probs.shape[:2]
+        routings = []
+        for i, _ in enumerate(self.ctx.client_ids):
+            if method.routing == "own_expert":
+                r = torch.zeros(n_test, n_experts)
+                r[:, i] = 1.0
+            else:
+                r = torch.full((n_test, n_experts), 1.0 / n_experts)
+            routings.append(r)
+        log = self.ctx.recorder.method(method.name, parent=self.log)
+        log.finish(self.log.sim_time_s)
+        return self._result(routings, log)
+
+    # -- stage 3 ---------------------------------------------------------------------------------
+
+    def _exchange_expert_outputs(self, world: World) -> Generator:
+        """Each client sends its train features to every remote expert once and caches the
+        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol."""
+        ctx = self.ctx
+        serve_flops = ctx.spec.forward_flops("expert")
+
+        def pair(i: int, j: int) -> Generator:
+            feats = ctx.backend.submit(i, tasks.train_features, self.name).result()
+            if i != j:
+                feats = yield world.channel.send(client_node(i), client_node(j), feats,
+                                                 kind="features", stage="gate", round=0)
+            probs = yield from world.client_work(j, serve_flops * ctx.num_train[i],
+                                                 tasks.serve_expert, self.name, feats)
+            if i != j:
+                probs = yield world.channel.send(client_node(j), client_node(i), probs,
+                                                 kind="expert_out", stage="gate", round=0)
+            ctx.backend.submit(i, tasks.store_expert_probs, self.name, j, probs).result()
+
+        procs = [world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids]
+        yield world.env.all_of(procs)
+
+    def gating(self, method: NmoeMethod) -> MethodResult:
+        ctx = self.ctx
+        cfg = ctx.scenario.stages.gate
+        log = ctx.recorder.method(method.name, parent=self.log)
+        world = ctx.world(log, start_s=self.log.sim_time_s)
+        settings = GateSettings(cfg.top_k, cfg.routing_noise, cfg.load_balance)
+        gate_flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
+        n_clients = len(ctx.client_ids)
+
+        def train_gate(cid: int, incoming: Weights | None, step: int) -> Generator:
+            return world.client_work(
+                cid, gate_flops * ctx.num_train[cid], tasks.fit_gate, self.name, method.name,
+                incoming, cfg.optim, cfg.local_epochs, settings,
+                ctx.seed(method.name, "gate", step, cid),
+            )
+
+        def evaluate(round_: int, loss: float, walking: Weights | None = None) -> None:
+            ctx.progress.describe(f"{method.name}: gate round {round_}/{cfg.rounds}")
+            routings = self._gate_routings(method.name, walking)
+            scores = ctx.evaluator.score_each(
+                [mixture_predictions(r, self.expert_probs) for r in routings]
+            )
+            world.metric("gate", round_, scores.accuracy_global, loss)
+            ctx.progress.advance()
+
+        def fedgate() -> Generator:
+            initial = tasks.trunk_only(tasks.fresh_weights(ctx.spec.build_gate(),
+                                                           ctx.seed(method.name, "init")))
+            final = yield from sync_rounds(
+                world, stage="gate", rounds=cfg.rounds, client_ids=ctx.client_ids,
+                initial=initial, share=tasks.trunk_only,
+                plan=lambda cid, w, r: (
+                    gate_flops * ctx.num_train[cid], tasks.fit_gate,
+                    (self.name, method.name, w, cfg.optim, cfg.local_epochs, settings,
+                     ctx.seed(method.name, "gate", r, cid)),
+                ),
+                on_round=lambda r, w, ups: evaluate(r + 1, float(np.mean([u.loss for u in ups]))),
+            )
+            yield from broadcast(world, final, ctx.client_ids, stage="gate", round=cfg.rounds)
+            for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
+                ctx.backend.submit(cid, tasks.adopt_gate, method.name, final).result()
+
+        def passing() -> Generator:
+            steps = cfg.rounds * n_clients
+            if method.routing == "rollgate":
+                route = ring_route(ctx.client_ids, cfg.rounds)
+            else:
+                rng = np.random.default_rng(ctx.seed(method.name, "walk"))
+                route = random_walk_route(full_mesh(ctx.client_ids), steps, rng)
+            losses: list[float] = []
+
+            def on_step(step: int, cid: int, update: Update) -> None:
+                losses.append(update.loss)
+                if (step + 1) % n_clients == 0:
+                    evaluate((step + 1) // n_clients, float(np.mean(losses[-n_clients:])),
+                             update.weights)
+
+            last, weights = yield from pass_along(world, stage="gate", route=route,
+                                                  work=train_gate, on_step=on_step)
+            # Each visited client keeps the gate as it left it; clients the walk never reached
+            # get the final gate from its last holder.
+            unvisited = [c for c in ctx.client_ids if c not in set(route)]
+            sends = [world.channel.send(client_node(last), client_node(c), weights,
+                                        kind="gate_pass", stage="gate", round=steps)
+                     for c in unvisited]
+            yield world.env.all_of(sends)
+            for c in unvisited:
+                ctx.backend.submit(c, tasks.adopt_gate, method.name, weights).result()
+
+        def stage3() -> Generator:
+            start = world.env.now
+            ctx.progress.describe(f"{method.name}: exchanging expert outputs")
+            yield from self._exchange_expert_outputs(world)
+            yield from (fedgate() if method.routing == "fedgate" else passing())
+            log.mark_stage("gate", start, world.env.now)
+
+        world.run(stage3())
+        log.finish(world.env.now)
+        return self._result(self._gate_routings(method.name), log)

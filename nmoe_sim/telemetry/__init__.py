@@ -1,0 +1,1 @@
+"""Records (trace, metrics) and the only exporter of results: the run directory."""

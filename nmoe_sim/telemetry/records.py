@@ -1,0 +1,107 @@
+"""In-memory records of a run: every transfer and every evaluation, per method."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from nmoe_sim.network.channel import TransferRecord
+
+TRACE_COLUMNS = (
+    "method", "t_start_s", "t_end_s", "src", "dst", "kind", "stage", "round", "size_bytes"
+)
+METRIC_COLUMNS = (
+    "method", "stage", "round", "sim_time_s", "wall_time_s", "accuracy", "loss", "bytes_cum"
+)
+
+
+@dataclass
+class MethodLog:
+    """The trace sink of one pipeline. NMoE methods branch from their extractor's pipeline
+    ("nmoe/fedsc" -> "nmoe/fedsc/fedgate"): a branch's totals include its parent's rows."""
+
+    name: str
+    parent: MethodLog | None = None
+    transfers: list[TransferRecord] = field(default_factory=list)
+    stage_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    wall_start: float = field(default_factory=time.perf_counter)
+    wall_time_s: float = 0.0
+    sim_time_s: float = 0.0
+
+    def record_transfer(self, record: TransferRecord) -> None:
+        self.transfers.append(record)
+
+    def lineage(self) -> list[MethodLog]:
+        chain = [self]
+        while chain[-1].parent is not None:
+            chain.append(chain[-1].parent)
+        return chain[::-1]
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(r.size_bytes for log in self.lineage() for r in log.transfers)
+
+    def wall_elapsed_s(self) -> float:
+        own = time.perf_counter() - self.wall_start
+        return own + (self.parent.wall_time_s if self.parent else 0.0)
+
+    def mark_stage(self, stage: str, start_s: float, end_s: float) -> None:
+        self.stage_spans[stage] = (start_s, end_s)
+
+    def finish(self, sim_time_s: float) -> None:
+        self.sim_time_s = sim_time_s
+        self.wall_time_s = self.wall_elapsed_s()
+
+    def stages(self) -> dict[str, dict[str, float]]:
+        """Per-stage bytes and simulated time, over the whole lineage."""
+        out: dict[str, dict[str, float]] = {}
+        sizes: dict[str, int] = defaultdict(int)
+        for log in self.lineage():
+            for r in log.transfers:
+                sizes[r.stage] += r.size_bytes
+            for stage, (start, end) in log.stage_spans.items():
+                out[stage] = {"bytes": 0, "sim_time_s": end - start}
+        for stage, size in sizes.items():
+            out.setdefault(stage, {"bytes": 0, "sim_time_s": 0.0})["bytes"] = size
+        return out
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.logs: dict[str, MethodLog] = {}
+        self.metrics: list[dict[str, object]] = []
+
+    def method(self, name: str, parent: MethodLog | None = None) -> MethodLog:
+        log = MethodLog(name, parent)
+        self.logs[name] = log
+        return log
+
+    def metric(
+        self,
+        log: MethodLog,
+        stage: str,
+        round: int,
+        sim_time_s: float,
+        accuracy: float | None,
+        loss: float | None = None,
+    ) -> None:
+        self.metrics.append(
+            {
+                "method": log.name,
+                "stage": stage,
+                "round": round,
+                "sim_time_s": sim_time_s,
+                "wall_time_s": log.wall_elapsed_s(),
+                "accuracy": accuracy,
+                "loss": loss,
+                "bytes_cum": log.bytes_total,
+            }
+        )
+
+    def trace_rows(self) -> list[dict[str, object]]:
+        rows = [
+            {"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.transfers
+        ]
+        rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["t_end_s"]))
+        return rows

@@ -1,0 +1,96 @@
+"""The run directory: the one place results are written.
+
+Files are assembled in a hidden staging folder beside the target and moved into place only when
+the run has finished, so a failed or interrupted run leaves no half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from nmoe_sim.telemetry.plots import gating_heatmap
+from nmoe_sim.telemetry.records import METRIC_COLUMNS, TRACE_COLUMNS, Recorder
+
+VERSIONED = ("nmoe-sim", "torch", "torchvision", "simpy", "numpy", "networkx", "pydantic", "ray")
+
+
+class OutputError(Exception):
+    """The run directory cannot be used (e.g. it already holds results)."""
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse before any work starts to overwrite an earlier run."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputError(
+            f"output directory {path} already exists and is not empty; "
+            "choose another with --out or remove it"
+        )
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def method_slug(method: str) -> str:
+    return method.replace("/", "_")
+
+
+def write_run(
+    out_dir: Path,
+    *,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    recorder: Recorder,
+    partition: pd.DataFrame,
+    heatmaps: dict[str, np.ndarray],
+    plots: bool,
+) -> Path:
+    check_output_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        resolved = {**config, "package_versions": package_versions()}
+        (staging / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        pd.DataFrame(recorder.metrics, columns=list(METRIC_COLUMNS)).to_csv(
+            staging / "metrics.csv", index=False
+        )
+        trace = pd.DataFrame(recorder.trace_rows(), columns=list(TRACE_COLUMNS))
+        trace.to_csv(staging / "trace.csv", index=False)
+        trace.to_parquet(staging / "trace.parquet", index=False)
+        partition.to_csv(staging / "partition.csv", index=False)
+        if heatmaps:
+            folder = staging / "heatmaps"
+            folder.mkdir()
+            for method, freq in heatmaps.items():
+                slug = method_slug(method)
+                frame = pd.DataFrame(freq, columns=[f"expert_{e}" for e in range(freq.shape[1])])
+                frame.insert(0, "client", range(freq.shape[0]))
+                frame.to_csv(folder / f"{slug}.csv", index=False)
+                if plots:
+                    gating_heatmap(freq, f"Gating: {method}", folder / f"{slug}.png")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

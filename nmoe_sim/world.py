@@ -1,0 +1,85 @@
+"""A simulated world: one clock, one channel, the devices and the backend a method runs in.
+
+Each method (and each NMoE gating branch) runs in its own world so that methods never contend
+for each other's links; a branch starts its clock where its shared extractor pipeline ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from nmoe_sim.network.channel import Channel, NetworkModel
+from nmoe_sim.network.devices import SERVER, Devices, client_node
+from nmoe_sim.runtime.backend import Backend
+from nmoe_sim.telemetry.progress import RunProgress
+from nmoe_sim.telemetry.records import MethodLog, Recorder
+
+
+class _Now:
+    """A result computed in the driver process (server-side work)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
+@dataclass
+class World:
+    env: simpy.Environment
+    channel: Channel
+    devices: Devices
+    backend: Backend
+    log: MethodLog
+    recorder: Recorder
+    progress: RunProgress
+    seed: int
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        start_s: float,
+        network: NetworkModel,
+        client_gflops: float,
+        server_gflops: float,
+        backend: Backend,
+        log: MethodLog,
+        recorder: Recorder,
+        progress: RunProgress,
+        seed: int,
+    ) -> World:
+        env = simpy.Environment(initial_time=start_s)
+        return cls(
+            env=env,
+            channel=Channel(env, network, log),
+            devices=Devices(env, client_gflops, server_gflops),
+            backend=backend,
+            log=log,
+            recorder=recorder,
+            progress=progress,
+            seed=seed,
+        )
+
+    def client_work(self, client_id: int, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
+        """Run `fn(state, *args)` on a client's device for the modelled duration; returns its result."""
+        return self.devices.work(
+            client_node(client_id), flops, lambda: self.backend.submit(client_id, fn, *args)
+        )
+
+    def server_work(self, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
+        return self.devices.work(SERVER, flops, lambda: _Now(fn(*args)))
+
+    def run(self, process: Generator) -> Any:
+        """Run one driver process to completion on this world's clock; returns its value."""
+        proc = self.env.process(process)
+        self.env.run(until=proc)
+        return proc.value
+
+    def metric(self, stage: str, round: int, accuracy: float | None, loss: float | None = None) -> None:
+        self.recorder.metric(self.log, stage, round, self.env.now, accuracy, loss)
