@@ -81,7 +81,9 @@ class ExpertStageConfig(_Strict):
 class GateStageConfig(_Strict):
     """Stage 3: the gate learns to mix experts (FedGate rounds, RollGate/RanGate passes)."""
 
-    rounds: int = Field(5, ge=1, description="FedGate rounds; RollGate/RanGate passes over all clients")
+    rounds: int = Field(
+        5, ge=1, description="FedGate rounds; RollGate/RanGate passes over all clients"
+    )
     local_epochs: int = Field(1, ge=1)
     top_k: int = Field(2, ge=1)
     routing_noise: float = Field(0.0, ge=0, description="std of Gaussian noise on gate scores")
@@ -153,12 +155,12 @@ class Scenario(_Strict):
     def _cross_checks(self) -> Scenario:
         unknown = [m for m in self.methods if m not in ALL_METHODS]
         if unknown:
-            raise ValueError(
-                f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}"
-            )
+            raise ValueError(f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("methods: listed twice; name each method once")
-        gated = [m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).routing in GATES]
+        gated = [
+            m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).routing in GATES
+        ]
         if gated and self.stages.gate.top_k > self.clients.count:
             raise ValueError(
                 f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count "
@@ -196,7 +198,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.c=VALUE` -> (["a", "b", "c"], VALUE parsed as YAML, so 0.1 is a float, [1,2] a list)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ScenarioError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. partition.alpha=0.1")
+        raise ScenarioError(
+            f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. partition.alpha=0.1"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError as exc:

@@ -1,4 +1,4 @@
-"""Wires a scenario into data, clients, backend, the pipelines of its methods, and the run directory."""
+"""Wires a scenario into data, clients, backend, its methods' pipelines and the run directory."""
 
 from __future__ import annotations
 
@@ -50,8 +50,14 @@ class Population:
             ("test", self.dataset.test_y.numpy(), self.test_parts),
         ):
             for cid, counts in enumerate(class_counts(labels, parts, c)):
-                rows.append({"client": cid, "split": split, "total": int(counts.sum()),
-                             **{f"class_{k}": int(v) for k, v in enumerate(counts)}})
+                rows.append(
+                    {
+                        "client": cid,
+                        "split": split,
+                        "total": int(counts.sum()),
+                        **{f"class_{k}": int(v) for k, v in enumerate(counts)},
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -79,19 +85,28 @@ def build_population(scenario: Scenario) -> Population:
 def _build_population(scenario: Scenario) -> Population:
     ds_cfg, part_cfg = scenario.dataset, scenario.partition
     dataset = load_dataset(
-        ds_cfg.name, ds_cfg.root, train_samples=ds_cfg.train_samples,
-        test_samples=ds_cfg.test_samples, seed=scenario.seed,
+        ds_cfg.name,
+        ds_cfg.root,
+        train_samples=ds_cfg.train_samples,
+        test_samples=ds_cfg.test_samples,
+        seed=scenario.seed,
     )
     train_labels = dataset.train_y.numpy()
     parts = partition_indices(
-        train_labels, scenario.clients.count, part_cfg.scheme,
-        rng=numpy_rng(scenario.seed, "partition"), alpha=part_cfg.alpha,
-        classes_per_client=part_cfg.classes_per_client, min_samples=part_cfg.min_samples,
+        train_labels,
+        scenario.clients.count,
+        part_cfg.scheme,
+        rng=numpy_rng(scenario.seed, "partition"),
+        alpha=part_cfg.alpha,
+        classes_per_client=part_cfg.classes_per_client,
+        min_samples=part_cfg.min_samples,
     )
     counts = class_counts(train_labels, parts, dataset.num_classes)
     proportions = counts / counts.sum(axis=1, keepdims=True)
     test_parts = client_test_indices(
-        dataset.test_y.numpy(), proportions, part_cfg.test_samples_per_client,
+        dataset.test_y.numpy(),
+        proportions,
+        part_cfg.test_samples_per_client,
         numpy_rng(scenario.seed, "client-test"),
     )
     return Population(dataset, parts, test_parts)
@@ -100,9 +115,13 @@ def _build_population(scenario: Scenario) -> Population:
 def model_spec(scenario: Scenario, dataset: ImageDataset) -> ModelSpec:
     m = scenario.model
     return ModelSpec(
-        extractor=m.extractor, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-        num_experts=scenario.clients.count, feature_dim=m.feature_dim,
-        expert_hidden=m.expert_hidden, gate_hidden=m.gate_hidden,
+        extractor=m.extractor,
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        num_experts=scenario.clients.count,
+        feature_dim=m.feature_dim,
+        expert_hidden=m.expert_hidden,
+        gate_hidden=m.gate_hidden,
         projection_dim=m.projection_dim,
     )
 
@@ -143,19 +162,26 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     results: dict[str, MethodResult] = {}
     with RunProgress(progress_steps(scenario), console) as progress:
         ctx = RunContext(
-            scenario=scenario, spec=spec, client_ids=client_ids,
+            scenario=scenario,
+            spec=spec,
+            client_ids=client_ids,
             num_train={c: len(p) for c, p in enumerate(population.train_parts)},
-            train_x=train_x, train_y=train_y, backend=backend,
-            evaluator=Evaluator(dataset.test_x, dataset.test_y, population.test_parts,
-                                torch.device(device)),
-            network=IdealNetwork(), recorder=recorder, progress=progress, device=device,
+            train_x=train_x,
+            train_y=train_y,
+            backend=backend,
+            evaluator=Evaluator(
+                dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
+            ),
+            network=IdealNetwork(),
+            recorder=recorder,
+            progress=progress,
+            device=device,
         )
         for name in BASELINES:
             if name in scenario.methods:
                 results[name] = BASELINE_RUNNERS[name](ctx)
         for extractor in EXTRACTORS:
-            wanted = [parse_nmoe(m) for m in scenario.methods
-                      if m.startswith(f"nmoe/{extractor}/")]
+            wanted = [parse_nmoe(m) for m in scenario.methods if m.startswith(f"nmoe/{extractor}/")]
             if not wanted:
                 continue
             pipeline = NmoePipeline(ctx, extractor)
@@ -172,8 +198,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         summary=summary,
         recorder=recorder,
         partition=population.statistics(),
-        heatmaps={m: r.routing_frequency for m, r in results.items()
-                  if r.routing_frequency is not None},
+        heatmaps={
+            m: r.routing_frequency for m, r in results.items() if r.routing_frequency is not None
+        },
         plots=scenario.output.plots,
     )
     return summary
@@ -200,8 +227,11 @@ def build_summary(
     return {
         "scenario": scenario.name,
         "seed": scenario.seed,
-        "dataset": {"name": dataset.name, "train": int(dataset.train_y.numel()),
-                    "test": int(dataset.test_y.numel())},
+        "dataset": {
+            "name": dataset.name,
+            "train": int(dataset.train_y.numel()),
+            "test": int(dataset.test_y.numel()),
+        },
         "clients": scenario.clients.count,
         "partition": scenario.partition.model_dump(mode="json"),
         "wall_time_s": wall_s,

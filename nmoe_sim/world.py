@@ -66,8 +66,10 @@ class World:
             seed=seed,
         )
 
-    def client_work(self, client_id: int, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
-        """Run `fn(state, *args)` on a client's device for the modelled duration; returns its result."""
+    def client_work(
+        self, client_id: int, flops: float, fn: Callable[..., Any], *args: Any
+    ) -> Generator:
+        """Run `fn(state, *args)` on a client's device for the modelled time; returns its result."""
         return self.devices.work(
             client_node(client_id), flops, lambda: self.backend.submit(client_id, fn, *args)
         )
@@ -81,5 +83,7 @@ class World:
         self.env.run(until=proc)
         return proc.value
 
-    def metric(self, stage: str, round: int, accuracy: float | None, loss: float | None = None) -> None:
+    def metric(
+        self, stage: str, round: int, accuracy: float | None, loss: float | None = None
+    ) -> None:
         self.recorder.metric(self.log, stage, round, self.env.now, accuracy, loss)

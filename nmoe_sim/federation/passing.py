@@ -20,9 +20,7 @@ def ring_route(client_ids: Sequence[int], passes: int) -> list[int]:
     return list(client_ids) * passes
 
 
-def random_walk_route(
-    graph: nx.Graph, steps: int, rng: np.random.Generator
-) -> list[int]:
+def random_walk_route(graph: nx.Graph, steps: int, rng: np.random.Generator) -> list[int]:
     """A walk of `steps` visits; each next holder is drawn uniformly from the current one's
     neighbours."""
     nodes = sorted(graph.nodes)
@@ -50,8 +48,12 @@ def pass_along(
     for step, cid in enumerate(route):
         if previous is not None and previous != cid:
             weights = yield world.channel.send(
-                client_node(previous), client_node(cid), weights,
-                kind="gate_pass", stage=stage, round=step,
+                client_node(previous),
+                client_node(cid),
+                weights,
+                kind="gate_pass",
+                stage=stage,
+                round=step,
             )
         update: Update = yield from work(cid, weights, step)
         weights = update.weights

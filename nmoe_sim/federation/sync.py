@@ -59,7 +59,9 @@ def broadcast(
 ) -> Generator:
     """Send the final global weights to every client (each over its own transfer)."""
     procs = [
-        world.channel.send(SERVER, client_node(c), weights, kind="model_down", stage=stage, round=round)
+        world.channel.send(
+            SERVER, client_node(c), weights, kind="model_down", stage=stage, round=round
+        )
         for c in client_ids
     ]
     yield world.env.all_of(procs)

@@ -16,8 +16,8 @@ from torch import nn
 
 from nmoe_sim.config import OptimConfig
 from nmoe_sim.data.augment import two_views
-from nmoe_sim.learning.losses import mixture_nll, nt_xent
 from nmoe_sim.learning.loops import cpu_state, fit, predict
+from nmoe_sim.learning.losses import mixture_nll, nt_xent
 from nmoe_sim.models.gate import TRUNK_PREFIX, load_balance_loss, noisy_scores, top_k_weights
 from nmoe_sim.models.gate import mix as mix_experts
 from nmoe_sim.models.spec import ModelSpec
@@ -90,7 +90,9 @@ def fit_classifier(
         x, y = batch
         return F.cross_entropy(m(x), y)
 
-    loss = fit(model, (state.train_x, state.train_y), loss_fn, optim, epochs, gen, state.torch_device)
+    loss = fit(
+        model, (state.train_x, state.train_y), loss_fn, optim, epochs, gen, state.torch_device
+    )
     return Update(cpu_state(model), state.num_train, loss)
 
 
@@ -136,7 +138,9 @@ def embed(state: ClientState, pipeline: str, extractor_weights: Weights) -> int:
     return state.num_train
 
 
-def fit_expert(state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, seed: int) -> float:
+def fit_expert(
+    state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, seed: int
+) -> float:
     """Train this client's personalized expert on its own features (no communication)."""
     expert = _init_or_load(state.spec.build_expert(), None, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -145,8 +149,15 @@ def fit_expert(state: ClientState, pipeline: str, optim: OptimConfig, epochs: in
         h, y = batch
         return F.cross_entropy(m(h), y)
 
-    loss = fit(expert, (state.features[pipeline], state.train_y), loss_fn, optim, epochs, gen,
-               state.torch_device)
+    loss = fit(
+        expert,
+        (state.features[pipeline], state.train_y),
+        loss_fn,
+        optim,
+        epochs,
+        gen,
+        state.torch_device,
+    )
     state.experts[pipeline] = expert.eval()
     return loss
 
@@ -207,14 +218,23 @@ def fit_gate(
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         h, p, y = batch
         scores = m(h)
-        weights = top_k_weights(noisy_scores(scores, settings.routing_noise, noise_gen), settings.top_k)
+        weights = top_k_weights(
+            noisy_scores(scores, settings.routing_noise, noise_gen), settings.top_k
+        )
         loss = mixture_nll(mix_experts(weights, p), y)
         if settings.load_balance > 0:
             loss = loss + settings.load_balance * load_balance_loss(scores, weights)
         return loss
 
-    loss = fit(gate, (state.features[pipeline], probs, state.train_y), loss_fn, optim, epochs, gen,
-               state.torch_device)
+    loss = fit(
+        gate,
+        (state.features[pipeline], probs, state.train_y),
+        loss_fn,
+        optim,
+        epochs,
+        gen,
+        state.torch_device,
+    )
     state.gates[method] = cpu_state(gate)
     return Update(cpu_state(gate), state.num_train, loss)
 

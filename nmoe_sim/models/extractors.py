@@ -71,13 +71,13 @@ class ResNet18(nn.Module):
         return self.proj(self.body(x))
 
 
-def build_extractor(
-    name: str, input_shape: tuple[int, int, int], feature_dim: int
-) -> nn.Module:
+def build_extractor(name: str, input_shape: tuple[int, int, int], feature_dim: int) -> nn.Module:
     channels, height, width = input_shape
     if name == "small_cnn":
         if height != width or height % 4:
-            raise ValueError(f"small_cnn needs square inputs with side divisible by 4, got {input_shape}")
+            raise ValueError(
+                f"small_cnn needs square inputs with side divisible by 4, got {input_shape}"
+            )
         return SmallCNN(channels, height, feature_dim)
     if name == "resnet18":
         return ResNet18(channels, feature_dim)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TRUNK_PREFIX = "trunk."  # FedGate averages these parameters; the rest (the output layer) stays personal
+TRUNK_PREFIX = (
+    "trunk."  # FedGate averages these parameters; the rest (the output layer) stays personal
+)
 
 
 class Gate(nn.Module):
@@ -55,5 +57,5 @@ def load_balance_loss(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tens
 
 
 def mix(weights: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
-    """Mixture class probabilities: weights [B, E] times expert probabilities [B, E, C] -> [B, C]."""
+    """Mixture class probabilities: weights [B, E] x expert probabilities [B, E, C] -> [B, C]."""
     return torch.einsum("be,bec->bc", weights, expert_probs)

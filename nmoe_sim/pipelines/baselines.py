@@ -6,8 +6,8 @@ from collections.abc import Generator
 
 import numpy as np
 
-from nmoe_sim.learning.client import ClientState, Update, fit_classifier, fresh_weights
 from nmoe_sim.federation.sync import broadcast, sync_rounds
+from nmoe_sim.learning.client import ClientState, Update, fit_classifier, fresh_weights
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import SERVER, client_node
 from nmoe_sim.pipelines.context import MethodResult, RunContext
@@ -28,8 +28,13 @@ def run_local(ctx: RunContext) -> MethodResult:
         procs = [
             world.env.process(
                 world.client_work(
-                    cid, _train_flops(ctx, ctx.num_train[cid], cfg.epochs), fit_classifier,
-                    None, cfg.optim, cfg.epochs, ctx.seed("local", "client", cid),
+                    cid,
+                    _train_flops(ctx, ctx.num_train[cid], cfg.epochs),
+                    fit_classifier,
+                    None,
+                    cfg.optim,
+                    cfg.epochs,
+                    ctx.seed("local", "client", cid),
                 )
             )
             for cid in ctx.client_ids
@@ -40,7 +45,9 @@ def run_local(ctx: RunContext) -> MethodResult:
     updates: list[Update] = world.run(all_clients())
     predictions = [ctx.evaluator.classify(ctx.spec, u.weights) for u in updates]
     scores = ctx.evaluator.score_each(predictions)
-    world.metric("local", cfg.epochs, scores.accuracy_global, float(np.mean([u.loss for u in updates])))
+    world.metric(
+        "local", cfg.epochs, scores.accuracy_global, float(np.mean([u.loss for u in updates]))
+    )
     log.mark_stage("local", 0.0, world.env.now)
     log.finish(world.env.now)
     ctx.progress.advance()
@@ -66,8 +73,13 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
 
     def pipeline() -> Generator:
         final = yield from sync_rounds(
-            world, stage="fedavg", rounds=cfg.rounds, client_ids=ctx.client_ids,
-            initial=initial, plan=plan, on_round=on_round,
+            world,
+            stage="fedavg",
+            rounds=cfg.rounds,
+            client_ids=ctx.client_ids,
+            initial=initial,
+            plan=plan,
+            on_round=on_round,
         )
         yield from broadcast(world, final, ctx.client_ids, stage="fedavg", round=cfg.rounds)
         return final
@@ -90,10 +102,15 @@ def run_centralized(ctx: RunContext) -> MethodResult:
     def pipeline() -> Generator:
         uploads = [
             world.channel.send(
-                client_node(cid), SERVER,
-                (ctx.train_x[client_slices[i]:client_slices[i + 1]],
-                 ctx.train_y[client_slices[i]:client_slices[i + 1]]),
-                kind="raw_data", stage="centralized", round=0,
+                client_node(cid),
+                SERVER,
+                (
+                    ctx.train_x[client_slices[i] : client_slices[i + 1]],
+                    ctx.train_y[client_slices[i] : client_slices[i + 1]],
+                ),
+                kind="raw_data",
+                stage="centralized",
+                round=0,
             )
             for i, cid in enumerate(ctx.client_ids)
         ]
@@ -103,8 +120,13 @@ def run_centralized(ctx: RunContext) -> MethodResult:
         for epoch in range(cfg.epochs):
             ctx.progress.describe(f"centralized: epoch {epoch + 1}/{cfg.epochs}")
             update: Update = yield from world.server_work(
-                _train_flops(ctx, server.num_train, 1), fit_classifier,
-                server, weights, cfg.optim, 1, ctx.seed("centralized", "epoch", epoch),
+                _train_flops(ctx, server.num_train, 1),
+                fit_classifier,
+                server,
+                weights,
+                cfg.optim,
+                1,
+                ctx.seed("centralized", "epoch", epoch),
             )
             weights = update.weights
             acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights))

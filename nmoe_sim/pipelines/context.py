@@ -8,14 +8,13 @@ import numpy as np
 import torch
 
 from nmoe_sim.config import Scenario
-from nmoe_sim.learning.evaluate import Scores
+from nmoe_sim.learning.evaluate import Evaluator, Scores
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import NetworkModel
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.seeds import derive_seed
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder
-from nmoe_sim.learning.evaluate import Evaluator
 from nmoe_sim.world import World
 
 

@@ -61,8 +61,10 @@ class NmoePipeline:
             flops = per_sample * ctx.num_train[cid] * cfg.local_epochs
             if supervised:
                 return flops, tasks.fit_classifier, (weights, cfg.optim, cfg.local_epochs, seed)
-            return flops, tasks.fit_contrastive, (
-                weights, cfg.optim, cfg.local_epochs, contrastive, seed
+            return (
+                flops,
+                tasks.fit_contrastive,
+                (weights, cfg.optim, cfg.local_epochs, contrastive, seed),
             )
 
         def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
@@ -80,17 +82,30 @@ class NmoePipeline:
 
         def client_stage2(cid: int, extractor_weights: Weights) -> Generator:
             n = ctx.num_train[cid]
-            yield from world.client_work(cid, embed_flops * n, tasks.embed, self.name,
-                                         extractor_weights)
-            return (yield from world.client_work(
-                cid, expert_flops * n, tasks.fit_expert, self.name, expert_cfg.optim,
-                expert_cfg.epochs, ctx.seed(self.name, "expert", cid),
-            ))
+            yield from world.client_work(
+                cid, embed_flops * n, tasks.embed, self.name, extractor_weights
+            )
+            return (
+                yield from world.client_work(
+                    cid,
+                    expert_flops * n,
+                    tasks.fit_expert,
+                    self.name,
+                    expert_cfg.optim,
+                    expert_cfg.epochs,
+                    ctx.seed(self.name, "expert", cid),
+                )
+            )
 
         def pipeline() -> Generator:
             final = yield from sync_rounds(
-                world, stage="extractor", rounds=cfg.rounds, client_ids=ctx.client_ids,
-                initial=initial, plan=plan, on_round=on_round,
+                world,
+                stage="extractor",
+                rounds=cfg.rounds,
+                client_ids=ctx.client_ids,
+                initial=initial,
+                plan=plan,
+                on_round=on_round,
             )
             yield from broadcast(world, final, ctx.client_ids, stage="extractor", round=cfg.rounds)
             self.log.mark_stage("extractor", 0.0, world.env.now)
@@ -108,8 +123,9 @@ class NmoePipeline:
         ctx.progress.advance()
         # Evaluation inputs, computed once for every gating branch.
         self.features = ctx.evaluator.features(spec, extractor_weights)
-        experts = [ctx.backend.submit(c, tasks.expert_weights, self.name).result()
-                   for c in ctx.client_ids]
+        experts = [
+            ctx.backend.submit(c, tasks.expert_weights, self.name).result() for c in ctx.client_ids
+        ]
         self.expert_probs = ctx.evaluator.expert_probs(spec, experts, self.features)
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -117,8 +133,9 @@ class NmoePipeline:
     def _result(self, routings: Sequence[torch.Tensor], log) -> MethodResult:
         ev = self.ctx.evaluator
         predictions = [mixture_predictions(r, self.expert_probs) for r in routings]
-        freq = np.stack([routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test,
-                                                                       strict=True)])
+        freq = np.stack(
+            [routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test, strict=True)]
+        )
         return MethodResult(ev.score_each(predictions), log, freq)
 
     def _gate_routings(self, method: str, fallback: Weights | None = None) -> list[torch.Tensor]:
@@ -131,7 +148,9 @@ class NmoePipeline:
             gate = ctx.backend.submit(c, tasks.gate_weights, method).result() or fallback
             if gate is None:
                 raise RuntimeError(f"client {c} holds no gate for {method}")
-            routings.append(gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device)))
+            routings.append(
+                gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
+            )
         return routings
 
     # -- routing references ----------------------------------------------------------------------
@@ -162,13 +181,16 @@ class NmoePipeline:
         def pair(i: int, j: int) -> Generator:
             feats = ctx.backend.submit(i, tasks.train_features, self.name).result()
             if i != j:
-                feats = yield world.channel.send(client_node(i), client_node(j), feats,
-                                                 kind="features", stage="gate", round=0)
-            probs = yield from world.client_work(j, serve_flops * ctx.num_train[i],
-                                                 tasks.serve_expert, self.name, feats)
+                feats = yield world.channel.send(
+                    client_node(i), client_node(j), feats, kind="features", stage="gate", round=0
+                )
+            probs = yield from world.client_work(
+                j, serve_flops * ctx.num_train[i], tasks.serve_expert, self.name, feats
+            )
             if i != j:
-                probs = yield world.channel.send(client_node(j), client_node(i), probs,
-                                                 kind="expert_out", stage="gate", round=0)
+                probs = yield world.channel.send(
+                    client_node(j), client_node(i), probs, kind="expert_out", stage="gate", round=0
+                )
             ctx.backend.submit(i, tasks.store_expert_probs, self.name, j, probs).result()
 
         procs = [world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids]
@@ -185,8 +207,15 @@ class NmoePipeline:
 
         def train_gate(cid: int, incoming: Weights | None, step: int) -> Generator:
             return world.client_work(
-                cid, gate_flops * ctx.num_train[cid], tasks.fit_gate, self.name, method.name,
-                incoming, cfg.optim, cfg.local_epochs, settings,
+                cid,
+                gate_flops * ctx.num_train[cid],
+                tasks.fit_gate,
+                self.name,
+                method.name,
+                incoming,
+                cfg.optim,
+                cfg.local_epochs,
+                settings,
                 ctx.seed(method.name, "gate", step, cid),
             )
 
@@ -200,15 +229,28 @@ class NmoePipeline:
             ctx.progress.advance()
 
         def fedgate() -> Generator:
-            initial = tasks.trunk_only(tasks.fresh_weights(ctx.spec.build_gate(),
-                                                           ctx.seed(method.name, "init")))
+            initial = tasks.trunk_only(
+                tasks.fresh_weights(ctx.spec.build_gate(), ctx.seed(method.name, "init"))
+            )
             final = yield from sync_rounds(
-                world, stage="gate", rounds=cfg.rounds, client_ids=ctx.client_ids,
-                initial=initial, share=tasks.trunk_only,
+                world,
+                stage="gate",
+                rounds=cfg.rounds,
+                client_ids=ctx.client_ids,
+                initial=initial,
+                share=tasks.trunk_only,
                 plan=lambda cid, w, r: (
-                    gate_flops * ctx.num_train[cid], tasks.fit_gate,
-                    (self.name, method.name, w, cfg.optim, cfg.local_epochs, settings,
-                     ctx.seed(method.name, "gate", r, cid)),
+                    gate_flops * ctx.num_train[cid],
+                    tasks.fit_gate,
+                    (
+                        self.name,
+                        method.name,
+                        w,
+                        cfg.optim,
+                        cfg.local_epochs,
+                        settings,
+                        ctx.seed(method.name, "gate", r, cid),
+                    ),
                 ),
                 on_round=lambda r, w, ups: evaluate(r + 1, float(np.mean([u.loss for u in ups]))),
             )
@@ -228,17 +270,27 @@ class NmoePipeline:
             def on_step(step: int, cid: int, update: Update) -> None:
                 losses.append(update.loss)
                 if (step + 1) % n_clients == 0:
-                    evaluate((step + 1) // n_clients, float(np.mean(losses[-n_clients:])),
-                             update.weights)
+                    evaluate(
+                        (step + 1) // n_clients, float(np.mean(losses[-n_clients:])), update.weights
+                    )
 
-            last, weights = yield from pass_along(world, stage="gate", route=route,
-                                                  work=train_gate, on_step=on_step)
+            last, weights = yield from pass_along(
+                world, stage="gate", route=route, work=train_gate, on_step=on_step
+            )
             # Each visited client keeps the gate as it left it; clients the walk never reached
             # get the final gate from its last holder.
             unvisited = [c for c in ctx.client_ids if c not in set(route)]
-            sends = [world.channel.send(client_node(last), client_node(c), weights,
-                                        kind="gate_pass", stage="gate", round=steps)
-                     for c in unvisited]
+            sends = [
+                world.channel.send(
+                    client_node(last),
+                    client_node(c),
+                    weights,
+                    kind="gate_pass",
+                    stage="gate",
+                    round=steps,
+                )
+                for c in unvisited
+            ]
             yield world.env.all_of(sends)
             for c in unvisited:
                 ctx.backend.submit(c, tasks.adopt_gate, method.name, weights).result()

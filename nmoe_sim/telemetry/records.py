@@ -9,10 +9,25 @@ from dataclasses import asdict, dataclass, field
 from nmoe_sim.network.channel import TransferRecord
 
 TRACE_COLUMNS = (
-    "method", "t_start_s", "t_end_s", "src", "dst", "kind", "stage", "round", "size_bytes"
+    "method",
+    "t_start_s",
+    "t_end_s",
+    "src",
+    "dst",
+    "kind",
+    "stage",
+    "round",
+    "size_bytes",
 )
 METRIC_COLUMNS = (
-    "method", "stage", "round", "sim_time_s", "wall_time_s", "accuracy", "loss", "bytes_cum"
+    "method",
+    "stage",
+    "round",
+    "sim_time_s",
+    "wall_time_s",
+    "accuracy",
+    "loss",
+    "bytes_cum",
 )
 
 
