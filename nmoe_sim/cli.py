@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario
 from nmoe_sim.telemetry.table import summary_table
@@ -31,7 +32,8 @@ SeedOpt = typer.Option(None, "--seed", help="override the scenario's seed")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # The message quotes user text (paths, YAML lines): never read it as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

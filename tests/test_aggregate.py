@@ -33,8 +33,11 @@ def test_weighted_mean_is_exact_in_float64() -> None:
 
 
 def test_equal_weights_give_arithmetic_mean() -> None:
-    models = [{"p": torch.tensor([1.0, 10.0])}, {"p": torch.tensor([2.0, 20.0])},
-              {"p": torch.tensor([6.0, 0.0])}]
+    models = [
+        {"p": torch.tensor([1.0, 10.0])},
+        {"p": torch.tensor([2.0, 20.0])},
+        {"p": torch.tensor([6.0, 0.0])},
+    ]
     out = weighted_average(models, [7.0, 7.0, 7.0])
     assert torch.equal(out["p"], torch.tensor([3.0, 10.0]))
 

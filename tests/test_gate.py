@@ -130,7 +130,8 @@ def test_load_balance_loss_collapsed_onto_one_expert() -> None:
 def test_load_balance_loss_top2_hand_example() -> None:
     # 2 inputs, 3 experts, top-2. Row 0 keeps experts 0, 1; row 1 keeps experts 0, 2.
     # Slots: expert 0 twice, 1 once, 2 once -> f = (2/4, 1/4, 1/4).
-    # exp(scores): row 0 = (2, 1, 1) -> softmax (1/2, 1/4, 1/4); row 1 = (1, 1, 2) -> (1/4, 1/4, 1/2).
+    # exp(scores): row 0 = (2, 1, 1) -> softmax (1/2, 1/4, 1/4);
+    #              row 1 = (1, 1, 2) -> softmax (1/4, 1/4, 1/2).
     # P = mean = (3/8, 1/4, 3/8). Loss = 3 * (6/32 + 2/32 + 3/32) = 3 * 11/32 = 33/32.
     # (Row 1 ties experts 0 and 1 on score 0, so its weights are given explicitly.)
     ln2 = math.log(2.0)

@@ -33,7 +33,8 @@ def test_nt_xent_hand_computed_rotated_views() -> None:
     positive = [2, 3, 0, 1]  # i <-> i + N
     t = 0.5
     expected = _nt_xent_by_hand(cos, positive, t)
-    # The same value in closed form: anchors 0 and 3 give log(2 + e^{-1/t}), 1 and 2 log(2 + e^{1/t}).
+    # The same value in closed form: anchors 0 and 3 give log(2 + e^{-1/t}),
+    # anchors 1 and 2 give log(2 + e^{1/t}).
     closed = 0.5 * (math.log(2 + math.exp(-1 / t)) + math.log(2 + math.exp(1 / t)))
     assert expected == pytest.approx(closed, abs=1e-12)
     assert nt_xent(z1, z2, t).item() == pytest.approx(expected, abs=1e-6)

@@ -1,0 +1,210 @@
+"""Scenario loading: schema errors name their dotted key, overrides and --seed apply."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nmoe_sim.config import Scenario, ScenarioError, load_scenario
+from nmoe_sim.methods import ALL_METHODS
+
+SMOKE = Path(__file__).resolve().parents[1] / "scenarios" / "smoke.yaml"
+BASE = "name: t\nseed: 3\nclients:\n  count: 3\n"
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _error(path: Path, overrides: list[str] | None = None, seed: int | None = None) -> str:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, overrides, seed)
+    return " ".join(str(info.value).split())
+
+
+# --- valid files ------------------------------------------------------------------------------
+
+
+def test_smoke_scenario_loads_with_its_values() -> None:
+    sc = load_scenario(SMOKE)
+    assert sc.name == "smoke"
+    assert sc.clients.count == 5
+    assert sc.dataset.name == "fashion_mnist"
+    assert sc.dataset.train_samples == 3000
+    assert sc.partition.alpha == 0.5
+    assert sc.partition.test_samples_per_client == 200
+    assert sc.stages.gate.top_k == 2
+    assert sc.stages.extractor.rounds == 2
+    assert sc.baselines.centralized.epochs == 2
+
+
+def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, ""))
+    assert sc == Scenario()
+    assert sc.methods == list(ALL_METHODS)
+
+
+# --- schema errors ----------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "datset:\n  name: mnist\n"))
+    assert "datset: unknown key" in msg
+    assert "allowed here:" in msg
+    for key in ("dataset", "partition", "clients", "methods", "seed"):
+        assert key in msg.split("allowed here:")[1]
+
+
+def test_unknown_nested_key_lists_the_allowed_keys(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "partition:\n  alpah: 0.1\n"))
+    assert (
+        "partition.alpah: unknown key; allowed here: scheme, alpha, classes_per_client, "
+        "min_samples, test_samples_per_client" in msg
+    )
+
+
+def test_unknown_deeply_nested_key(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "stages:\n  gate:\n    optim:\n      lrr: 0.1\n"))
+    assert "stages.gate.optim.lrr: unknown key" in msg
+    assert "optimizer, lr, momentum, weight_decay, batch_size" in msg
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, "clients:\n  count: ten\n"))
+    assert "clients.count:" in msg
+    assert "'ten'" in msg
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "bad"),
+    [
+        ("partition:\n  alpha: -1\n", "partition.alpha", "-1"),
+        ("partition:\n  alpha: 0\n", "partition.alpha", "0"),
+        ("clients:\n  count: 1\n", "clients.count", "1"),
+        ("stages:\n  extractor:\n    temperature: 0\n", "stages.extractor.temperature", "0"),
+        ("seed: -5\n", "seed", "-5"),
+    ],
+)
+def test_out_of_range(tmp_path: Path, yaml_text: str, key: str, bad: str) -> None:
+    msg = _error(_write(tmp_path, yaml_text))
+    assert re.search(rf"(^|\s){re.escape(key)}: .*\(got {re.escape(bad)}\)", msg), msg
+
+
+def test_unknown_method(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "methods: [fedavg, nmoe/fedxx/fedgate]\n"))
+    assert "methods: unknown ['nmoe/fedxx/fedgate']" in msg
+    assert "allowed:" in msg and "nmoe/fedsc/fedgate" in msg
+
+
+def test_method_listed_twice(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "methods: [fedavg, fedavg]\n"))
+    assert "methods: listed twice" in msg
+
+
+def test_top_k_larger_than_client_count(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE + "stages:\n  gate:\n    top_k: 4\n"))
+    assert "stages.gate.top_k: 4 exceeds clients.count (3)" in msg
+
+
+def test_top_k_equal_to_client_count_is_fine(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, BASE + "stages:\n  gate:\n    top_k: 3\n"))
+    assert sc.stages.gate.top_k == 3
+
+
+def test_top_k_is_not_checked_when_no_method_trains_a_gate(tmp_path: Path) -> None:
+    text = BASE + "methods: [fedavg, nmoe/fedsc/uniform]\nstages:\n  gate:\n    top_k: 9\n"
+    assert load_scenario(_write(tmp_path, text)).stages.gate.top_k == 9
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, "datset: {}\nclients:\n  count: ten\npartition:\n  alpha: -1\n"))
+    assert "datset: unknown key" in msg
+    assert "clients.count:" in msg
+    assert "partition.alpha:" in msg
+
+
+# --- --set overrides --------------------------------------------------------------------------
+
+
+def test_override_sets_a_float(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, BASE), ["partition.alpha=0.1"])
+    assert sc.partition.alpha == 0.1
+    assert sc.clients.count == 3, "untouched keys keep the file's value"
+
+
+def test_override_replaces_file_value_and_last_wins(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + "partition:\n  alpha: 2.0\n  scheme: iid\n")
+    sc = load_scenario(path, ["partition.alpha=0.1", "partition.alpha=0.7"])
+    assert sc.partition.alpha == 0.7
+    assert sc.partition.scheme == "iid"
+
+
+def test_override_parses_yaml_values(tmp_path: Path) -> None:
+    overrides = ["methods=[fedavg, local]", "clients.count=4", "output.plots=false"]
+    sc = load_scenario(_write(tmp_path, BASE), overrides)
+    assert sc.methods == ["fedavg", "local"]
+    assert sc.clients.count == 4
+    assert sc.output.plots is False
+
+
+def test_override_is_validated_like_the_file(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE), ["partition.alpah=0.1"])
+    assert "partition.alpah: unknown key" in msg
+
+
+@pytest.mark.parametrize("override", ["seed.x=1", "clients.count.max=4"])
+def test_override_through_a_scalar_is_refused(tmp_path: Path, override: str) -> None:
+    msg = _error(_write(tmp_path, BASE), [override])
+    where = override.split("=")[0].rsplit(".", 1)[0]
+    assert f"--set {override.split('=')[0]}: {where} is a value, not a section" in msg
+
+
+@pytest.mark.parametrize("override", ["partition.alpha", "=0.1", " =3"])
+def test_malformed_override_is_refused(tmp_path: Path, override: str) -> None:
+    msg = _error(_write(tmp_path, BASE), [override])
+    assert "expected KEY=VALUE" in msg
+
+
+def test_override_with_invalid_yaml_value(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE), ["name=["])
+    assert "--set name: value '[' is not valid YAML" in msg
+
+
+# --- file problems ----------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    msg = _error(tmp_path / "nope.yaml")
+    assert "scenario file not found" in msg and "nope.yaml" in msg
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, "clients: {count: 3\n"))
+    assert "not valid YAML" in msg and "s.yaml" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- a\n- b\n", "list"), ("just words\n", "str"), ("42\n", "int")]
+)
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
+    msg = _error(_write(tmp_path, text))
+    assert f"a scenario is a mapping of keys, got {kind}" in msg
+
+
+# --- --seed -----------------------------------------------------------------------------------
+
+
+def test_seed_argument_overrides_file_and_set(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE)
+    assert load_scenario(path).seed == 3
+    assert load_scenario(path, seed=7).seed == 7
+    assert load_scenario(path, ["seed=5"], seed=7).seed == 7
+
+
+def test_seed_argument_is_validated(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path, BASE), seed=-1)
+    assert "seed:" in msg and "(got -1)" in msg
