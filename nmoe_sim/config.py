@@ -76,6 +76,12 @@ class ExpertStageConfig(_Strict):
 
     epochs: int = Field(20, ge=1)
     optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
+    cross_fit_folds: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="folds giving the gate out-of-fold own-expert outputs; 1 = in-sample outputs",
+    )
 
 
 class GateStageConfig(_Strict):
@@ -88,6 +94,12 @@ class GateStageConfig(_Strict):
     top_k: int = Field(2, ge=1)
     routing_noise: float = Field(0.0, ge=0, description="std of Gaussian noise on gate scores")
     load_balance: float = Field(0.0, ge=0, description="weight of the load-balancing loss")
+    dense_loss: float = Field(
+        1.0, ge=0, description="weight of the all-experts mixture loss that trains unpicked experts"
+    )
+    class_balanced: bool = Field(
+        False, description="weight the gate's loss so every local class counts equally"
+    )
     optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
 
 

@@ -59,8 +59,14 @@ def _tensor_bytes(state: dict) -> int:
 
 def test_run_directory_has_every_file(run: tuple[Scenario, Path, dict]) -> None:
     _, out, summary = run
-    for name in ("config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.parquet",
-                 "partition.csv"):
+    for name in (
+        "config.yaml",
+        "summary.json",
+        "metrics.csv",
+        "trace.csv",
+        "trace.parquet",
+        "partition.csv",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text()) == summary
     assert list(summary["methods"]) == list(ALL_METHODS)

@@ -138,27 +138,51 @@ def embed(state: ClientState, pipeline: str, extractor_weights: Weights) -> int:
     return state.num_train
 
 
-def fit_expert(
-    state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, seed: int
-) -> float:
-    """Train this client's personalized expert on its own features (no communication)."""
-    expert = _init_or_load(state.spec.build_expert(), None, seed)
-    gen = torch.Generator().manual_seed(seed)
+def _train_expert(
+    spec: ModelSpec,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    optim: OptimConfig,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[nn.Module, float]:
+    expert = _init_or_load(spec.build_expert(), None, seed)
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        h, y = batch
-        return F.cross_entropy(m(h), y)
+        hb, yb = batch
+        return F.cross_entropy(m(hb), yb)
 
-    loss = fit(
-        expert,
-        (state.features[pipeline], state.train_y),
-        loss_fn,
-        optim,
-        epochs,
-        gen,
-        state.torch_device,
-    )
-    state.experts[pipeline] = expert.eval()
+    loss = fit(expert, (h, y), loss_fn, optim, epochs, torch.Generator().manual_seed(seed), device)
+    return expert.eval(), loss
+
+
+def fit_expert(
+    state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, folds: int, seed: int
+) -> float:
+    """Train this client's personalized expert on its own features (no communication), and
+    record the own expert's class probabilities on the local train set for the gate.
+
+    With `folds > 1` those probabilities are out-of-fold (each sample scored by an expert trained
+    without it), so the gate sees how the own expert does on unseen data, as it sees the remote
+    experts; otherwise they are the final expert's outputs on its own training data.
+    """
+    h, y, device = state.features[pipeline], state.train_y, state.torch_device
+    expert, loss = _train_expert(state.spec, h, y, optim, epochs, seed, device)
+    state.experts[pipeline] = expert
+    if folds <= 1:
+        own = torch.softmax(predict(expert, h, device), dim=1)
+    else:
+        order = torch.randperm(state.num_train, generator=torch.Generator().manual_seed(seed + 1))
+        own = torch.empty(state.num_train, state.spec.num_classes)
+        for k, held_out in enumerate(order.tensor_split(folds)):
+            keep = torch.ones(state.num_train, dtype=torch.bool)
+            keep[held_out] = False
+            fold_expert, _ = _train_expert(
+                state.spec, h[keep], y[keep], optim, epochs, seed + 2 + k, device
+            )
+            own[held_out] = torch.softmax(predict(fold_expert, h[held_out], device), dim=1)
+    store_expert_probs(state, pipeline, state.client_id, own)
     return loss
 
 
@@ -190,6 +214,16 @@ class GateSettings:
     top_k: int
     routing_noise: float
     load_balance: float
+    class_balanced: bool = False
+    dense_loss: float = 0.0
+
+
+def balanced_sample_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Weights making every class present locally count equally (mean weight one)."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    present = int((counts > 0).sum())
+    per_class = torch.where(counts > 0, labels.numel() / (present * counts.clamp_min(1)), 0.0)
+    return per_class[labels]
 
 
 def fit_gate(
@@ -215,20 +249,30 @@ def fit_gate(
     gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
 
+    if settings.class_balanced:
+        sample_weight = balanced_sample_weights(state.train_y, state.spec.num_classes)
+    else:
+        sample_weight = torch.ones(state.num_train)
+
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        h, p, y = batch
+        h, p, y, w = batch
         scores = m(h)
         weights = top_k_weights(
             noisy_scores(scores, settings.routing_noise, noise_gen), settings.top_k
         )
-        loss = mixture_nll(mix_experts(weights, p), y)
+        loss = mixture_nll(mix_experts(weights, p), y, w)
+        if settings.dense_loss > 0:
+            # Top-k weights depend only on the kept scores (with k = 1 they are constant), so an
+            # expert outside the top k would never be learnt; the dense mixture reaches them all.
+            dense = torch.softmax(scores, dim=-1)
+            loss = loss + settings.dense_loss * mixture_nll(mix_experts(dense, p), y, w)
         if settings.load_balance > 0:
             loss = loss + settings.load_balance * load_balance_loss(scores, weights)
         return loss
 
     loss = fit(
         gate,
-        (state.features[pipeline], probs, state.train_y),
+        (state.features[pipeline], probs, state.train_y, sample_weight),
         loss_fn,
         optim,
         epochs,

@@ -20,7 +20,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, positive)
 
 
-def mixture_nll(mixed_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of the mixture's class probabilities."""
+def mixture_nll(
+    mixed_probs: torch.Tensor, labels: torch.Tensor, sample_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Negative log-likelihood of the mixture's class probabilities (weighted mean if weights)."""
     picked = mixed_probs.gather(1, labels[:, None]).squeeze(1)
-    return -torch.log(picked.clamp_min(1e-8)).mean()
+    nll = -torch.log(picked.clamp_min(1e-8))
+    if sample_weight is None:
+        return nll.mean()
+    return (nll * sample_weight).sum() / sample_weight.sum()

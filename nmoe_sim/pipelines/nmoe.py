@@ -78,7 +78,12 @@ class NmoePipeline:
 
         expert_cfg = ctx.scenario.stages.expert
         embed_flops = spec.forward_flops("extractor")
-        expert_flops = TRAIN_FLOPS_FACTOR * spec.forward_flops("expert") * expert_cfg.epochs
+        # The final expert plus, when cross-fitting, `folds` experts on (folds-1)/folds of the
+        # data: `folds` full trainings in all; then one forward pass for the own outputs.
+        trainings = expert_cfg.cross_fit_folds if expert_cfg.cross_fit_folds > 1 else 1
+        expert_flops = spec.forward_flops("expert") * (
+            TRAIN_FLOPS_FACTOR * expert_cfg.epochs * trainings + 1
+        )
 
         def client_stage2(cid: int, extractor_weights: Weights) -> Generator:
             n = ctx.num_train[cid]
@@ -93,6 +98,7 @@ class NmoePipeline:
                     self.name,
                     expert_cfg.optim,
                     expert_cfg.epochs,
+                    expert_cfg.cross_fit_folds,
                     ctx.seed(self.name, "expert", cid),
                 )
             )
@@ -174,26 +180,27 @@ class NmoePipeline:
 
     def _exchange_expert_outputs(self, world: World) -> Generator:
         """Each client sends its train features to every remote expert once and caches the
-        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol."""
+        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol.
+        (The own expert's outputs were recorded in stage 2.)"""
         ctx = self.ctx
         serve_flops = ctx.spec.forward_flops("expert")
 
         def pair(i: int, j: int) -> Generator:
             feats = ctx.backend.submit(i, tasks.train_features, self.name).result()
-            if i != j:
-                feats = yield world.channel.send(
-                    client_node(i), client_node(j), feats, kind="features", stage="gate", round=0
-                )
+            feats = yield world.channel.send(
+                client_node(i), client_node(j), feats, kind="features", stage="gate", round=0
+            )
             probs = yield from world.client_work(
                 j, serve_flops * ctx.num_train[i], tasks.serve_expert, self.name, feats
             )
-            if i != j:
-                probs = yield world.channel.send(
-                    client_node(j), client_node(i), probs, kind="expert_out", stage="gate", round=0
-                )
+            probs = yield world.channel.send(
+                client_node(j), client_node(i), probs, kind="expert_out", stage="gate", round=0
+            )
             ctx.backend.submit(i, tasks.store_expert_probs, self.name, j, probs).result()
 
-        procs = [world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids]
+        procs = [
+            world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids if i != j
+        ]
         yield world.env.all_of(procs)
 
     def gating(self, method: NmoeMethod) -> MethodResult:
@@ -201,7 +208,9 @@ class NmoePipeline:
         cfg = ctx.scenario.stages.gate
         log = ctx.recorder.method(method.name, parent=self.log)
         world = ctx.world(log, start_s=self.log.sim_time_s)
-        settings = GateSettings(cfg.top_k, cfg.routing_noise, cfg.load_balance)
+        settings = GateSettings(
+            cfg.top_k, cfg.routing_noise, cfg.load_balance, cfg.class_balanced, cfg.dense_loss
+        )
         gate_flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
         n_clients = len(ctx.client_ids)
 
