@@ -98,7 +98,9 @@ class GateStageConfig(_Strict):
         1.0, ge=0, description="weight of the all-experts mixture loss that trains unpicked experts"
     )
     class_balanced: bool = Field(
-        False, description="weight the gate's loss so every local class counts equally"
+        True,
+        description="train the gate for a uniform label prior (the global test set's) by "
+        "weighting each local class equally; false trains it for the client's own label mix",
     )
     optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
 

@@ -129,7 +129,7 @@ def model_spec(scenario: Scenario, dataset: ImageDataset) -> ModelSpec:
 def progress_steps(scenario: Scenario) -> int:
     """Progress units: one per round, epoch or pass, as the pipelines advance them."""
     s, b = scenario.stages, scenario.baselines
-    steps = {"local": 1, "fedavg": b.fedavg.rounds, "centralized": b.centralized.epochs}
+    steps = {"local": 1, "fedavg": b.fedavg.rounds, "centralized": 1}
     total = sum(steps[m] for m in scenario.methods if m in steps)
     nmoe = [parse_nmoe(m) for m in scenario.methods if m.startswith("nmoe/")]
     total += (s.extractor.rounds + 1) * len({m.extractor for m in nmoe})

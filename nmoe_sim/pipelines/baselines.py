@@ -115,27 +115,22 @@ def run_centralized(ctx: RunContext) -> MethodResult:
             for i, cid in enumerate(ctx.client_ids)
         ]
         yield world.env.all_of(uploads)
-        weights = fresh_weights(ctx.spec.build_classifier(), ctx.seed("centralized", "init"))
-        # One epoch per task so every epoch is evaluated; the optimiser restarts each epoch.
-        for epoch in range(cfg.epochs):
-            ctx.progress.describe(f"centralized: epoch {epoch + 1}/{cfg.epochs}")
-            update: Update = yield from world.server_work(
-                _train_flops(ctx, server.num_train, 1),
-                fit_classifier,
-                server,
-                weights,
-                cfg.optim,
-                1,
-                ctx.seed("centralized", "epoch", epoch),
-            )
-            weights = update.weights
-            acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights))
-            world.metric("centralized", epoch + 1, acc.accuracy_global, update.loss)
-            ctx.progress.advance()
-        return weights
+        ctx.progress.describe(f"centralized: {cfg.epochs} epochs on the server")
+        update: Update = yield from world.server_work(
+            _train_flops(ctx, server.num_train, cfg.epochs),
+            fit_classifier,
+            server,
+            fresh_weights(ctx.spec.build_classifier(), ctx.seed("centralized", "init")),
+            cfg.optim,
+            cfg.epochs,
+            ctx.seed("centralized", "train"),
+        )
+        return update
 
-    final = world.run(pipeline())
-    scores = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, final))
+    update: Update = world.run(pipeline())
+    scores = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, update.weights))
+    world.metric("centralized", cfg.epochs, scores.accuracy_global, update.loss)
+    ctx.progress.advance()
     log.mark_stage("centralized", 0.0, world.env.now)
     log.finish(world.env.now)
     return MethodResult(scores, log)

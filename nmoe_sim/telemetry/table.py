@@ -10,7 +10,10 @@ from rich.table import Table
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['scenario']} (seed {summary['seed']})")
     for column in ("method", "acc global", "acc local", "bytes total", "sim time", "wall time"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+        if column == "method":
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
     for name, m in summary["methods"].items():
         table.add_row(
             name,
