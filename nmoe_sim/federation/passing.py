@@ -8,12 +8,10 @@ import networkx as nx
 import numpy as np
 
 from nmoe_sim.federation.aggregate import Weights
+from nmoe_sim.federation.sync import LocalPlan
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import client_node
 from nmoe_sim.world import World
-
-# (client, weights received or None for the first holder, step) -> update
-StepWork = Callable[[int, Weights | None, int], Generator]
 
 
 def ring_route(client_ids: Sequence[int], passes: int) -> list[int]:
@@ -38,10 +36,11 @@ def pass_along(
     *,
     stage: str,
     route: Sequence[int],
-    work: StepWork,
+    plan: LocalPlan,
     on_step: Callable[[int, int, Update], None],
 ) -> Generator:
-    """Hand a model along `route`: each holder trains it, then sends it to the next.
+    """Hand a model along `route`: each holder runs `plan`'s task on it (the first holder gets
+    None and starts a fresh model), then sends the result to the next.
     Returns (last holder, final weights)."""
     weights: Weights | None = None
     previous: int | None = None
@@ -55,7 +54,8 @@ def pass_along(
                 stage=stage,
                 round=step,
             )
-        update: Update = yield from work(cid, weights, step)
+        flops, fn, args = plan(cid, weights, step)
+        update: Update = yield from world.client_work(cid, flops, fn, *args)
         weights = update.weights
         previous = cid
         on_step(step, cid, update)

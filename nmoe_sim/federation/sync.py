@@ -10,8 +10,11 @@ from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, client_node
 from nmoe_sim.world import World
 
-# (client, weights received, round) -> (FLOPs of the work, task function, its extra arguments)
-LocalPlan = Callable[[int, Weights, int], tuple[float, Callable[..., Update], tuple[Any, ...]]]
+# What a client computes, as drivers ask it: (client, weights received or None, round or step)
+# -> (FLOPs of the work, the task function, its arguments after the client state).
+LocalPlan = Callable[
+    [int, Weights | None, int], tuple[float, Callable[..., Update], tuple[Any, ...]]
+]
 
 
 def sync_rounds(
@@ -26,8 +29,8 @@ def sync_rounds(
     share: Callable[[Weights], Weights] = lambda w: w,
 ) -> Generator:
     """Every round all `client_ids` download the global weights, run `plan`'s task and upload
-    `share(update)`; the server then averages uploads weighted by sample count. Returns the last
-    global weights (still on the server)."""
+    `share(update)`; the server then averages uploads weighted by sample count. After the last
+    round the server sends the final weights to every client; returns them."""
     global_weights = initial
 
     def one_client(cid: int, r: int) -> Generator:
@@ -51,17 +54,11 @@ def sync_rounds(
         )
         on_round(r, global_weights, updates)
         world.progress.advance()
-    return global_weights
-
-
-def broadcast(
-    world: World, weights: Weights, client_ids: Sequence[int], *, stage: str, round: int
-) -> Generator:
-    """Send the final global weights to every client (each over its own transfer)."""
-    procs = [
+    final = [
         world.channel.send(
-            SERVER, client_node(c), weights, kind="model_down", stage=stage, round=round
+            SERVER, client_node(c), global_weights, kind="model_down", stage=stage, round=rounds
         )
         for c in client_ids
     ]
-    yield world.env.all_of(procs)
+    yield world.env.all_of(final)
+    return global_weights

@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import numpy as np
 
-from nmoe_sim.federation.sync import broadcast, sync_rounds
+from nmoe_sim.federation.sync import sync_rounds
 from nmoe_sim.learning.client import ClientState, Update, fit_classifier, fresh_weights
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import SERVER, client_node
@@ -71,8 +71,8 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
         acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights)).accuracy_global
         world.metric("fedavg", r + 1, acc, float(np.mean([u.loss for u in updates])))
 
-    def pipeline() -> Generator:
-        final = yield from sync_rounds(
+    final = world.run(
+        sync_rounds(
             world,
             stage="fedavg",
             rounds=cfg.rounds,
@@ -81,10 +81,7 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
             plan=plan,
             on_round=on_round,
         )
-        yield from broadcast(world, final, ctx.client_ids, stage="fedavg", round=cfg.rounds)
-        return final
-
-    final = world.run(pipeline())
+    )
     scores = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, final))
     log.mark_stage("fedavg", 0.0, world.env.now)
     log.finish(world.env.now)

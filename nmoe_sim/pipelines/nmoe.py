@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nmoe_sim.federation.passing import pass_along, random_walk_route, ring_route
-from nmoe_sim.federation.sync import broadcast, sync_rounds
+from nmoe_sim.federation.sync import sync_rounds
 from nmoe_sim.learning import client as tasks
 from nmoe_sim.learning.client import ContrastiveSettings, GateSettings, Update, Weights
 from nmoe_sim.learning.evaluate import gate_routing, mixture_predictions, routing_frequency
@@ -113,7 +113,6 @@ class NmoePipeline:
                 plan=plan,
                 on_round=on_round,
             )
-            yield from broadcast(world, final, ctx.client_ids, stage="extractor", round=cfg.rounds)
             self.log.mark_stage("extractor", 0.0, world.env.now)
             start2 = world.env.now
             ctx.progress.describe(f"{self.name}: personalized experts")
@@ -214,19 +213,10 @@ class NmoePipeline:
         gate_flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
         n_clients = len(ctx.client_ids)
 
-        def train_gate(cid: int, incoming: Weights | None, step: int) -> Generator:
-            return world.client_work(
-                cid,
-                gate_flops * ctx.num_train[cid],
-                tasks.fit_gate,
-                self.name,
-                method.name,
-                incoming,
-                cfg.optim,
-                cfg.local_epochs,
-                settings,
-                ctx.seed(method.name, "gate", step, cid),
-            )
+        def gate_plan(cid: int, incoming: Weights | None, step: int) -> tuple:
+            seed = ctx.seed(method.name, "gate", step, cid)
+            args = (self.name, method.name, incoming, cfg.optim, cfg.local_epochs, settings, seed)
+            return gate_flops * ctx.num_train[cid], tasks.fit_gate, args
 
         def evaluate(round_: int, loss: float, walking: Weights | None = None) -> None:
             ctx.progress.describe(f"{method.name}: gate round {round_}/{cfg.rounds}")
@@ -248,22 +238,9 @@ class NmoePipeline:
                 client_ids=ctx.client_ids,
                 initial=initial,
                 share=tasks.trunk_only,
-                plan=lambda cid, w, r: (
-                    gate_flops * ctx.num_train[cid],
-                    tasks.fit_gate,
-                    (
-                        self.name,
-                        method.name,
-                        w,
-                        cfg.optim,
-                        cfg.local_epochs,
-                        settings,
-                        ctx.seed(method.name, "gate", r, cid),
-                    ),
-                ),
+                plan=gate_plan,
                 on_round=lambda r, w, ups: evaluate(r + 1, float(np.mean([u.loss for u in ups]))),
             )
-            yield from broadcast(world, final, ctx.client_ids, stage="gate", round=cfg.rounds)
             for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
                 ctx.backend.submit(cid, tasks.adopt_gate, method.name, final).result()
 
@@ -284,7 +261,7 @@ class NmoePipeline:
                     )
 
             last, weights = yield from pass_along(
-                world, stage="gate", route=route, work=train_gate, on_step=on_step
+                world, stage="gate", route=route, plan=gate_plan, on_step=on_step
             )
             # Each visited client keeps the gate as it left it; clients the walk never reached
             # get the final gate from its last holder.
