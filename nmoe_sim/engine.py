@@ -70,7 +70,7 @@ def resolve_device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device is cuda but no CUDA device is visible; use cpu or auto")
+        raise ScenarioError("runtime.device: cuda, but no CUDA device is visible; use cpu or auto")
     return choice
 
 
@@ -140,9 +140,9 @@ def progress_steps(scenario: Scenario) -> int:
 def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict[str, Any]:
     """Run every method of the scenario and write the run directory; returns the summary."""
     check_output_dir(out_dir)
+    device = resolve_device(scenario.runtime.device)
     wall_start = time.perf_counter()
     torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
-    device = resolve_device(scenario.runtime.device)
     population = build_population(scenario)
     dataset = population.dataset
     spec = model_spec(scenario, dataset)

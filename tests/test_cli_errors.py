@@ -204,3 +204,48 @@ def test_installed_command_exits_2_without_traceback(tmp_path: Path) -> None:
     stderr = _flat(proc.stderr)
     assert "partition.alpah: unknown key" in stderr
     assert "clients.count:" in stderr
+
+
+# --- failures found once the run starts: still one clear message, no traceback, nothing written ---
+
+
+def test_missing_dataset_exits_3_and_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision import datasets
+
+    def no_network(self: object) -> None:
+        raise OSError("network is unreachable (mocked)")
+
+    monkeypatch.setattr(datasets.CIFAR10, "download", no_network)
+    path = _scenario(tmp_path, f"dataset: {{name: cifar10, root: {tmp_path / 'data'}}}\n")
+    out = tmp_path / "run"
+    result = _invoke(["run", path, "--out", str(out)])
+    assert result.exit_code == 3
+    assert "Traceback" not in result.output
+    message = _flat(result.stderr)
+    assert "cifar10" in message.lower() or "CIFAR-10" in message
+    assert "NMOE_SIM_DATA" in message or "dataset.root" in message
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_is_refused_before_work(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "run"
+    result = _invoke(["run", _scenario(tmp_path, "runtime: {device: cuda}\n"), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "runtime.device" in _flat(result.stderr)
+    assert not out.exists()
+
+
+def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    result = _invoke(["run", _scenario(tmp_path, "name: x\n"), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "already exists" in _flat(result.stderr)
+    assert (out / "summary.json").read_text() == "{}"
