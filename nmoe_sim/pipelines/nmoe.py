@@ -22,6 +22,7 @@ from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
 from nmoe_sim.network.topology import full_mesh
 from nmoe_sim.pipelines.context import MethodResult, RunContext
+from nmoe_sim.telemetry.records import MethodLog
 from nmoe_sim.world import World
 
 EXTRACTOR_PREFIX = "extractor."
@@ -79,10 +80,10 @@ class NmoePipeline:
         expert_cfg = ctx.scenario.stages.expert
         embed_flops = spec.forward_flops("extractor")
         # The final expert plus, when cross-fitting, `folds` experts on (folds-1)/folds of the
-        # data: `folds` full trainings in all; then one forward pass for the own outputs.
-        trainings = expert_cfg.cross_fit_folds if expert_cfg.cross_fit_folds > 1 else 1
+        # data: `folds` full trainings in all (one without cross-fitting); then one forward pass
+        # over the local data for the own outputs.
         expert_flops = spec.forward_flops("expert") * (
-            TRAIN_FLOPS_FACTOR * expert_cfg.epochs * trainings + 1
+            TRAIN_FLOPS_FACTOR * expert_cfg.epochs * expert_cfg.cross_fit_folds + 1
         )
 
         def client_stage2(cid: int, extractor_weights: Weights) -> Generator:
@@ -135,7 +136,7 @@ class NmoePipeline:
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _result(self, routings: Sequence[torch.Tensor], log) -> MethodResult:
+    def _result(self, routings: Sequence[torch.Tensor], log: MethodLog) -> MethodResult:
         ev = self.ctx.evaluator
         predictions = [mixture_predictions(r, self.expert_probs) for r in routings]
         freq = np.stack(
@@ -150,7 +151,8 @@ class NmoePipeline:
         k = ctx.scenario.stages.gate.top_k
         routings = []
         for c in ctx.client_ids:
-            gate = ctx.backend.submit(c, tasks.gate_weights, method).result() or fallback
+            gate = ctx.backend.submit(c, tasks.gate_weights, method).result()
+            gate = fallback if gate is None else gate
             if gate is None:
                 raise RuntimeError(f"client {c} holds no gate for {method}")
             routings.append(
