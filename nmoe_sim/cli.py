@@ -77,5 +77,44 @@ def run(
     out.print(f"run directory: {target}")
 
 
+@app.command()
+def sweep(
+    scenario: Path = ScenarioArg,
+    grid: list[str] = typer.Option(
+        ..., "--grid", help="swept key and values, e.g. --grid network.bandwidth_mbps=1,10,100"
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="sweep directory (must not exist)"),
+    set_: list[str] = SetOpt,
+    seed: int | None = SeedOpt,
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, help="points run at once (default: cores)"
+    ),
+):
+    """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv."""
+    from nmoe_sim.data import DatasetUnavailable
+    from nmoe_sim.engine import default_out_dir
+    from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
+
+    try:
+        axes = [parse_grid(g) for g in grid]
+        points = plan_sweep(scenario, axes, set_, seed)
+    except ScenarioError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    target = out_dir or default_out_dir(points[0].scenario).with_name(
+        f"sweep-{default_out_dir(points[0].scenario).name}"
+    )
+    err.print(f"sweep: {len(points)} points into {target}")
+    try:
+        table = run_sweep(points, target, jobs)
+    except (OutputError, ScenarioError) as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except DatasetUnavailable as exc:
+        raise _fail(str(exc), EXIT_MISSING_DATA) from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; finished points are kept in {target}", 130) from None
+    typer.echo(table.to_string(index=False))
+    out.print(f"sweep table: {target / 'sweep.csv'}")
+
+
 def main() -> None:
     app()
