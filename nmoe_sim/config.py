@@ -138,6 +138,67 @@ class DevicesConfig(_Strict):
 
     client_gflops: float = Field(20.0, gt=0, description="sustained GFLOP/s of an edge client")
     server_gflops: float = Field(2000.0, gt=0, description="sustained GFLOP/s of the server")
+    classes_gflops: dict[str, float] = Field(
+        default_factory=dict,
+        description="GFLOP/s per topology device class; clients of other classes use client_gflops",
+    )
+
+    @model_validator(mode="after")
+    def _positive_classes(self) -> DevicesConfig:
+        bad = {k: v for k, v in self.classes_gflops.items() if not v > 0}
+        if bad:
+            raise ValueError(f"devices.classes_gflops: speeds must be > 0, got {bad}")
+        return self
+
+
+class StragglersConfig(_Strict):
+    """Per-client slowdowns and task dropouts, all drawn from seeded streams."""
+
+    fraction: float = Field(0.0, ge=0, le=1, description="share of clients slowed by `slowdown`")
+    slowdown: float = Field(1.0, ge=1, description="compute-time factor of a straggler")
+    lognormal_sigma: float = Field(
+        0.0, ge=0, description="spread of every client's compute-time factor exp(N(0, sigma^2))"
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="probability a client's task is lost, decided when it ends"
+    )
+
+
+class NetworkConfig(_Strict):
+    """The simulated network. `ideal`: instantaneous transfers (bytes still counted)."""
+
+    topology: str = Field(
+        "ideal", description="ideal | star | mec | random_geometric | path to a topology YAML"
+    )
+    bandwidth_mbps: float = Field(20.0, gt=0, description="client access-link bandwidth")
+    latency_ms: float = Field(10.0, ge=0, description="client access-link latency")
+    backhaul_mbps: float = Field(1000.0, gt=0, description="base station - cloud bandwidth (mec)")
+    backhaul_latency_ms: float = Field(5.0, ge=0)
+    cells: int = Field(2, ge=1, description="base stations (mec); clients spread evenly")
+    d2d_mbps: float | None = Field(None, gt=0, description="device-to-device links in a cell (mec)")
+    d2d_latency_ms: float = Field(2.0, ge=0)
+    radius: float = Field(0.35, gt=0, le=2, description="link radius (random_geometric)")
+
+
+class StalenessConfig(_Strict):
+    function: Literal["constant", "polynomial", "hinge"] = "polynomial"
+    a: float = Field(0.5, ge=0)
+    b: int = Field(4, ge=0, description="hinge: staleness tolerated at full weight")
+
+
+class FederationConfig(_Strict):
+    """When clients work: synchronous rounds, FedAsync or FedBuff (stage 1, FedAvg, FedGate)."""
+
+    mode: Literal["sync", "fedasync", "fedbuff"] = "sync"
+    clients_per_round: int | None = Field(None, ge=1, description="default: every client")
+    over_selection: float = Field(0.0, ge=0, le=10, description="sync: extra share selected")
+    deadline_s: float | None = Field(None, gt=0, description="sync: uploads later than this drop")
+    concurrency: int | None = Field(None, ge=1, description="async: clients training at once")
+    mixing: float = Field(0.6, gt=0, le=1, description="fedasync: alpha of the mixing step")
+    staleness: StalenessConfig = StalenessConfig()
+    buffer_size: int = Field(5, ge=1, description="fedbuff: updates per aggregation")
+    max_staleness: int | None = Field(None, ge=0, description="async: staler updates drop")
+    server_lr: float = Field(1.0, gt=0, description="fedbuff: server step on the mean update")
 
 
 class RuntimeConfig(_Strict):
@@ -162,6 +223,9 @@ class Scenario(_Strict):
     stages: StagesConfig = StagesConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     devices: DevicesConfig = DevicesConfig()
+    stragglers: StragglersConfig = StragglersConfig()
+    network: NetworkConfig = NetworkConfig()
+    federation: FederationConfig = FederationConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     output: OutputConfig = OutputConfig()
 

@@ -21,6 +21,7 @@ from nmoe_sim.learning.evaluate import Evaluator
 from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import IdealNetwork
+from nmoe_sim.network.devices import DeviceProfile
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.nmoe import NmoePipeline
@@ -126,6 +127,22 @@ def model_spec(scenario: Scenario, dataset: ImageDataset) -> ModelSpec:
     )
 
 
+def device_profile(scenario: Scenario, device_classes: list[str | None]) -> DeviceProfile:
+    """Each client's speed: its device class's (or the default client speed), over its straggler
+    factor."""
+    dev, strag = scenario.devices, scenario.stragglers
+    return DeviceProfile.build(
+        scenario.clients.count,
+        client_gflops=[dev.classes_gflops.get(c or "", dev.client_gflops) for c in device_classes],
+        server_gflops=dev.server_gflops,
+        straggler_fraction=strag.fraction,
+        straggler_slowdown=strag.slowdown,
+        lognormal_sigma=strag.lognormal_sigma,
+        dropout=strag.dropout,
+        rng=numpy_rng(scenario.seed, "stragglers"),
+    )
+
+
 def progress_steps(scenario: Scenario) -> int:
     """Progress units: one per round, epoch or pass, as the pipelines advance them."""
     s, b = scenario.stages, scenario.baselines
@@ -173,6 +190,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
                 dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
             ),
             network=IdealNetwork(),
+            devices=device_profile(scenario, [None] * scenario.clients.count),
             recorder=recorder,
             progress=progress,
             device=device,

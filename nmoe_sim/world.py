@@ -13,8 +13,9 @@ from typing import Any
 import simpy
 
 from nmoe_sim.network.channel import Channel, NetworkModel
-from nmoe_sim.network.devices import SERVER, Devices, client_node
+from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, client_node
 from nmoe_sim.runtime.backend import Backend
+from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder
 
@@ -46,8 +47,7 @@ class World:
         *,
         start_s: float,
         network: NetworkModel,
-        client_gflops: float,
-        server_gflops: float,
+        devices: DeviceProfile,
         backend: Backend,
         log: MethodLog,
         recorder: Recorder,
@@ -58,7 +58,7 @@ class World:
         return cls(
             env=env,
             channel=Channel(env, network, log),
-            devices=Devices(env, client_gflops, server_gflops),
+            devices=Devices(env, devices, numpy_rng(seed, "dropout", log.name)),
             backend=backend,
             log=log,
             recorder=recorder,

@@ -11,6 +11,7 @@ from nmoe_sim.config import Scenario
 from nmoe_sim.learning.evaluate import Evaluator, Scores
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import NetworkModel
+from nmoe_sim.network.devices import DeviceProfile
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.seeds import derive_seed
 from nmoe_sim.telemetry.progress import RunProgress
@@ -36,6 +37,7 @@ class RunContext:
     backend: Backend
     evaluator: Evaluator
     network: NetworkModel
+    devices: DeviceProfile
     recorder: Recorder
     progress: RunProgress
     device: str
@@ -45,8 +47,7 @@ class RunContext:
         return World.create(
             start_s=start_s,
             network=self.network,
-            client_gflops=self.scenario.devices.client_gflops,
-            server_gflops=self.scenario.devices.server_gflops,
+            devices=self.devices,
             backend=self.backend,
             log=log,
             recorder=self.recorder,
