@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,8 @@ class TransferRecord:
     stage: str
     round: int
     size_bytes: int
+    path: str = ""
+    staleness: int | None = None
 
 
 class TraceSink(Protocol):
@@ -28,16 +30,21 @@ class TraceSink(Protocol):
 
 
 class NetworkModel(Protocol):
-    """How long a transfer takes; a SimPy generator so it can wait on shared links."""
+    """How long a transfer takes: a SimPy generator that returns the path it took."""
 
-    def carry(self, env: simpy.Environment, src: str, dst: str, size_bytes: int) -> Generator: ...
+    def carry(
+        self, env: simpy.Environment, src: str, dst: str, size_bytes: int
+    ) -> Generator[Any, Any, tuple[str, ...]]: ...
 
 
 class IdealNetwork:
     """Zero latency, unlimited bandwidth: transfers are instantaneous but still counted."""
 
-    def carry(self, env: simpy.Environment, src: str, dst: str, size_bytes: int) -> Generator:
+    def carry(
+        self, env: simpy.Environment, src: str, dst: str, size_bytes: int
+    ) -> Generator[Any, Any, tuple[str, ...]]:
         yield env.timeout(0)
+        return (src, dst)
 
 
 class Channel:
@@ -47,18 +54,48 @@ class Channel:
         self.sink = sink
 
     def send(
-        self, src: str, dst: str, payload: Any, *, kind: str, stage: str, round: int
+        self,
+        src: str,
+        dst: str,
+        payload: Any,
+        *,
+        kind: str,
+        stage: str,
+        round: int,
+        staleness: Callable[[], int] | None = None,
     ) -> simpy.Process:
-        """Start a transfer; the returned process's value is the payload, delivered at arrival."""
-        return self.env.process(self._transfer(src, dst, payload, kind, stage, round))
+        """Start a transfer; the returned process's value is the payload, delivered at arrival.
+
+        `staleness`, where it applies, is asked on arrival (e.g. server version now minus the
+        version the update started from) and written into the trace row.
+        """
+        return self.env.process(self._transfer(src, dst, payload, kind, stage, round, staleness))
 
     def _transfer(
-        self, src: str, dst: str, payload: Any, kind: str, stage: str, round: int
+        self,
+        src: str,
+        dst: str,
+        payload: Any,
+        kind: str,
+        stage: str,
+        round: int,
+        staleness: Callable[[], int] | None,
     ) -> Generator:
         size = payload_bytes(payload)
         start = self.env.now
-        yield from self.network.carry(self.env, src, dst, size)
+        path = yield from self.network.carry(self.env, src, dst, size)
         self.sink.record_transfer(
-            TransferRecord(start, self.env.now, src, dst, kind, stage, round, size)
+            TransferRecord(
+                start,
+                self.env.now,
+                src,
+                dst,
+                kind,
+                stage,
+                round,
+                size,
+                ">".join(path),
+                None if staleness is None else staleness(),
+            )
         )
         return payload
