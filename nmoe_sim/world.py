@@ -67,11 +67,20 @@ class World:
         )
 
     def client_work(
-        self, client_id: int, flops: float, fn: Callable[..., Any], *args: Any
+        self,
+        client_id: int,
+        flops: float,
+        fn: Callable[..., Any],
+        *args: Any,
+        may_drop: bool = False,
     ) -> Generator:
-        """Run `fn(state, *args)` on a client's device for the modelled time; returns its result."""
+        """Run `fn(state, *args)` on a client's device for the modelled time; returns its result.
+        With `may_drop` (federated tasks) the task can be lost: `TaskDropped` is raised."""
         return self.devices.work(
-            client_node(client_id), flops, lambda: self.backend.submit(client_id, fn, *args)
+            client_node(client_id),
+            flops,
+            lambda: self.backend.submit(client_id, fn, *args),
+            may_drop=may_drop,
         )
 
     def server_work(self, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:

@@ -98,7 +98,7 @@ def test_dropout_is_drawn_when_the_task_ends() -> None:
 
     def task() -> object:
         try:
-            yield from devices.work(client_node(0), 1e9, lambda: _Now(1))
+            yield from devices.work(client_node(0), 1e9, lambda: _Now(1), may_drop=True)
             outcomes.append((env.now, False))
         except TaskDropped:
             outcomes.append((env.now, True))
@@ -115,6 +115,15 @@ def test_dropout_is_drawn_when_the_task_ends() -> None:
 def test_server_tasks_never_drop() -> None:
     env = simpy.Environment()
     devices = Devices(env, DeviceProfile({SERVER: 1e9}, dropout=0.99), np.random.default_rng(0))
-    proc = env.process(devices.work(SERVER, 1e9, lambda: _Now("ok")))
+    proc = env.process(devices.work(SERVER, 1e9, lambda: _Now("ok"), may_drop=True))
     env.run()
     assert proc.value == "ok"
+
+
+def test_tasks_not_marked_droppable_never_drop() -> None:
+    env = simpy.Environment()
+    profile = DeviceProfile(_profile(1).speed_flops, dropout=0.99)
+    devices = Devices(env, profile, np.random.default_rng(0))
+    procs = [env.process(devices.work(client_node(0), 1e9, lambda: _Now(1))) for _ in range(20)]
+    env.run()
+    assert [p.value for p in procs] == [1] * 20

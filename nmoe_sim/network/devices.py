@@ -70,12 +70,15 @@ class Devices:
     def duration_s(self, node: str, flops: float) -> float:
         return flops / self.profile.speed_flops[node]
 
-    def work(self, node: str, flops: float, dispatch: Callable[[], Any]) -> Generator:
+    def work(
+        self, node: str, flops: float, dispatch: Callable[[], Any], *, may_drop: bool = False
+    ) -> Generator:
         """Occupy `node` for the modelled duration of `flops`.
 
         `dispatch()` starts the real computation when the device becomes free and returns a handle;
         its result is taken only when the simulated duration has elapsed (no clairvoyance). A
-        client's task may be lost (`TaskDropped`), decided at that moment, never in advance.
+        federated client task (`may_drop`) may be lost (`TaskDropped`), decided at that moment,
+        never in advance.
         """
         resource = self._busy.setdefault(node, simpy.Resource(self.env, capacity=1))
         with resource.request() as req:
@@ -83,7 +86,7 @@ class Devices:
             handle = dispatch()
             yield self.env.timeout(self.duration_s(node, flops))
             result = handle.result()
-        lost = node != SERVER and self.profile.dropout > 0
+        lost = may_drop and node != SERVER and self.profile.dropout > 0
         if lost and self._dropout_rng.random() < self.profile.dropout:
             raise TaskDropped(node)
         return result
