@@ -22,6 +22,7 @@ from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import IdealNetwork
 from nmoe_sim.network.devices import DeviceProfile
+from nmoe_sim.network.topology import full_mesh
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.nmoe import NmoePipeline
@@ -189,7 +190,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
             evaluator=Evaluator(
                 dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
             ),
-            network=IdealNetwork(),
+            make_network=IdealNetwork,
+            neighbours=full_mesh(client_ids),
             devices=device_profile(scenario, [None] * scenario.clients.count),
             recorder=recorder,
             progress=progress,

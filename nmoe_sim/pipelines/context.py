@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import networkx as nx
 import numpy as np
 import torch
 
@@ -36,7 +38,10 @@ class RunContext:
     train_y: torch.Tensor
     backend: Backend
     evaluator: Evaluator
-    network: NetworkModel
+    # A fresh network per world: link state (flows in progress) belongs to one clock.
+    make_network: Callable[[], NetworkModel]
+    # Which clients neighbour which (RanGate's random walk).
+    neighbours: nx.Graph
     devices: DeviceProfile
     recorder: Recorder
     progress: RunProgress
@@ -46,7 +51,7 @@ class RunContext:
     def world(self, log: MethodLog, start_s: float = 0.0) -> World:
         return World.create(
             start_s=start_s,
-            network=self.network,
+            network=self.make_network(),
             devices=self.devices,
             backend=self.backend,
             log=log,

@@ -20,7 +20,6 @@ from nmoe_sim.learning.evaluate import gate_routing, mixture_predictions, routin
 from nmoe_sim.methods import NmoeMethod
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
-from nmoe_sim.network.topology import full_mesh
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.telemetry.records import MethodLog
 from nmoe_sim.world import World
@@ -252,7 +251,7 @@ class NmoePipeline:
                 route = ring_route(ctx.client_ids, cfg.rounds)
             else:
                 rng = np.random.default_rng(ctx.seed(method.name, "walk"))
-                route = random_walk_route(full_mesh(ctx.client_ids), steps, rng)
+                route = random_walk_route(ctx.neighbours, steps, rng)
             losses: list[float] = []
 
             def on_step(step: int, cid: int, update: Update) -> None:
