@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from nmoe_sim.network.channel import TransferRecord
 
@@ -29,6 +30,62 @@ METRIC_COLUMNS = (
     "loss",
     "bytes_cum",
 )
+UPDATE_COLUMNS = (
+    "method",
+    "client",
+    "stage",
+    "round",
+    "t_dispatch_s",
+    "t_arrival_s",
+    "staleness",
+    "status",
+    "reason",
+)
+ROUND_COLUMNS = (
+    "method",
+    "stage",
+    "round",
+    "t_start_s",
+    "t_end_s",
+    "selected",
+    "applied",
+    "closed_by",
+)
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """The fate of one dispatched client update: every dispatch ends in exactly one record.
+
+    `round` is the synchronous round, or for asynchronous drivers the server model version the
+    client started from. `staleness` counts server versions between dispatch and arrival (None
+    when nothing arrived). `reason` is empty when applied, else e.g. "late", "over_selected",
+    "stale" or "dropout".
+    """
+
+    client: int
+    stage: str
+    round: int
+    t_dispatch_s: float
+    t_arrival_s: float | None
+    staleness: int | None
+    status: Literal["applied", "dropped"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """How one synchronous round ended: `closed_by` is "all" (every selected client answered),
+    "quorum" (the first K uploads were in) or "deadline". `applied == 0` means the global model
+    was left unchanged that round."""
+
+    stage: str
+    round: int
+    t_start_s: float
+    t_end_s: float
+    selected: int
+    applied: int
+    closed_by: str
 
 
 @dataclass
@@ -39,6 +96,8 @@ class MethodLog:
     name: str
     parent: MethodLog | None = None
     transfers: list[TransferRecord] = field(default_factory=list)
+    updates: list[UpdateRecord] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
     stage_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     wall_start: float = field(default_factory=time.perf_counter)
     wall_time_s: float = 0.0
@@ -46,6 +105,12 @@ class MethodLog:
 
     def record_transfer(self, record: TransferRecord) -> None:
         self.transfers.append(record)
+
+    def record_update(self, record: UpdateRecord) -> None:
+        self.updates.append(record)
+
+    def record_round(self, record: RoundRecord) -> None:
+        self.rounds.append(record)
 
     def lineage(self) -> list[MethodLog]:
         chain = [self]
@@ -119,4 +184,26 @@ class Recorder:
             {"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.transfers
         ]
         rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["t_end_s"]))
+        return rows
+
+    def update_rows(self) -> list[dict[str, object]]:
+        """One row per dispatched client update. Sorted by method, stage, dispatch time, client
+        and round; the sort is stable, so any remaining ties keep the order they were recorded."""
+        rows = [
+            {"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.updates
+        ]
+        rows.sort(
+            key=lambda row: (
+                row["method"],
+                row["stage"],
+                row["t_dispatch_s"],
+                row["client"],
+                row["round"],
+            )
+        )
+        return rows
+
+    def round_rows(self) -> list[dict[str, object]]:
+        rows = [{"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.rounds]
+        rows.sort(key=lambda row: (row["method"], row["stage"], row["t_start_s"], row["round"]))
         return rows
