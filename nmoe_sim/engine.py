@@ -239,6 +239,7 @@ def build_summary(
             "sim_time_s": r.log.sim_time_s,
             "wall_time_s": r.log.wall_time_s,
             "stages": r.log.stages(),
+            "updates": r.log.update_counts(),
             "per_client": {
                 "accuracy_global": r.scores.global_per_client,
                 "accuracy_local": r.scores.local_per_client,

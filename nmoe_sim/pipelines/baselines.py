@@ -6,11 +6,11 @@ from collections.abc import Generator
 
 import numpy as np
 
-from nmoe_sim.federation.sync import sync_rounds
 from nmoe_sim.learning.client import ClientState, Update, fit_classifier, fresh_weights
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import SERVER, client_node
-from nmoe_sim.pipelines.context import MethodResult, RunContext
+from nmoe_sim.pipelines.context import MethodResult, RunContext, mean_loss
+from nmoe_sim.pipelines.federate import federate
 
 
 def _train_flops(ctx: RunContext, samples: int, epochs: int) -> float:
@@ -69,14 +69,14 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
     def on_round(r: int, weights: dict, updates: list[Update]) -> None:
         ctx.progress.describe(f"fedavg: round {r + 1}/{cfg.rounds}")
         acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights)).accuracy_global
-        world.metric("fedavg", r + 1, acc, float(np.mean([u.loss for u in updates])))
+        world.metric("fedavg", r + 1, acc, mean_loss(updates))
 
     final = world.run(
-        sync_rounds(
+        federate(
+            ctx,
             world,
             stage="fedavg",
             rounds=cfg.rounds,
-            client_ids=ctx.client_ids,
             initial=initial,
             plan=plan,
             on_round=on_round,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nmoe_sim.config import Scenario
+from nmoe_sim.learning.client import Update
 from nmoe_sim.learning.evaluate import Evaluator, Scores
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import NetworkModel
@@ -19,6 +20,11 @@ from nmoe_sim.seeds import derive_seed
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder
 from nmoe_sim.world import World
+
+
+def mean_loss(updates: Sequence[Update]) -> float | None:
+    """Mean training loss of a round's updates; None for a round in which none arrived."""
+    return float(np.mean([u.loss for u in updates])) if updates else None
 
 
 @dataclass

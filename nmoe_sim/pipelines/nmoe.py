@@ -13,14 +13,14 @@ import numpy as np
 import torch
 
 from nmoe_sim.federation.passing import pass_along, random_walk_route, ring_route
-from nmoe_sim.federation.sync import sync_rounds
 from nmoe_sim.learning import client as tasks
 from nmoe_sim.learning.client import ContrastiveSettings, GateSettings, Update, Weights
 from nmoe_sim.learning.evaluate import gate_routing, mixture_predictions, routing_frequency
 from nmoe_sim.methods import NmoeMethod
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
-from nmoe_sim.pipelines.context import MethodResult, RunContext
+from nmoe_sim.pipelines.context import MethodResult, RunContext, mean_loss
+from nmoe_sim.pipelines.federate import federate
 from nmoe_sim.telemetry.records import MethodLog
 from nmoe_sim.world import World
 
@@ -69,7 +69,7 @@ class NmoePipeline:
 
         def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
             ctx.progress.describe(f"{self.name}: extractor round {r + 1}/{cfg.rounds}")
-            loss = float(np.mean([u.loss for u in updates]))
+            loss = mean_loss(updates)
             acc = None
             if supervised:  # FedCE's temporary head makes the global model a classifier
                 pred = ctx.evaluator.classify(spec, weights)
@@ -104,11 +104,11 @@ class NmoePipeline:
             )
 
         def pipeline() -> Generator:
-            final = yield from sync_rounds(
+            final = yield from federate(
+                ctx,
                 world,
                 stage="extractor",
                 rounds=cfg.rounds,
-                client_ids=ctx.client_ids,
                 initial=initial,
                 plan=plan,
                 on_round=on_round,
@@ -219,7 +219,7 @@ class NmoePipeline:
             args = (self.name, method.name, incoming, cfg.optim, cfg.local_epochs, settings, seed)
             return gate_flops * ctx.num_train[cid], tasks.fit_gate, args
 
-        def evaluate(round_: int, loss: float, walking: Weights | None = None) -> None:
+        def evaluate(round_: int, loss: float | None, walking: Weights | None = None) -> None:
             ctx.progress.describe(f"{method.name}: gate round {round_}/{cfg.rounds}")
             routings = self._gate_routings(method.name, walking)
             scores = ctx.evaluator.score_each(
@@ -232,15 +232,15 @@ class NmoePipeline:
             initial = tasks.trunk_only(
                 tasks.fresh_weights(ctx.spec.build_gate(), ctx.seed(method.name, "init"))
             )
-            final = yield from sync_rounds(
+            final = yield from federate(
+                ctx,
                 world,
                 stage="gate",
                 rounds=cfg.rounds,
-                client_ids=ctx.client_ids,
                 initial=initial,
                 share=tasks.trunk_only,
                 plan=gate_plan,
-                on_round=lambda r, w, ups: evaluate(r + 1, float(np.mean([u.loss for u in ups]))),
+                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups)),
             )
             for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
                 ctx.backend.submit(cid, tasks.adopt_gate, method.name, final).result()

@@ -19,6 +19,8 @@ TRACE_COLUMNS = (
     "stage",
     "round",
     "size_bytes",
+    "path",
+    "staleness",
 )
 METRIC_COLUMNS = (
     "method",
@@ -132,6 +134,18 @@ class MethodLog:
     def finish(self, sim_time_s: float) -> None:
         self.sim_time_s = sim_time_s
         self.wall_time_s = self.wall_elapsed_s()
+
+    def update_counts(self) -> dict[str, object]:
+        """Client updates over the lineage: how many were applied, and dropped per reason."""
+        dropped: dict[str, int] = defaultdict(int)
+        applied = 0
+        for log in self.lineage():
+            for u in log.updates:
+                if u.status == "applied":
+                    applied += 1
+                else:
+                    dropped[u.reason] += 1
+        return {"applied": applied, "dropped": dict(sorted(dropped.items()))}
 
     def stages(self) -> dict[str, dict[str, float]]:
         """Per-stage bytes and simulated time, over the whole lineage."""

@@ -19,7 +19,13 @@ import pandas as pd
 import yaml
 
 from nmoe_sim.telemetry.plots import gating_heatmap
-from nmoe_sim.telemetry.records import METRIC_COLUMNS, TRACE_COLUMNS, Recorder
+from nmoe_sim.telemetry.records import (
+    METRIC_COLUMNS,
+    ROUND_COLUMNS,
+    TRACE_COLUMNS,
+    UPDATE_COLUMNS,
+    Recorder,
+)
 
 VERSIONED = ("nmoe-sim", "torch", "torchvision", "simpy", "numpy", "networkx", "pydantic", "ray")
 
@@ -76,6 +82,12 @@ def write_run(
         trace = pd.DataFrame(recorder.trace_rows(), columns=list(TRACE_COLUMNS))
         trace.to_csv(staging / "trace.csv", index=False)
         trace.to_parquet(staging / "trace.parquet", index=False)
+        pd.DataFrame(recorder.update_rows(), columns=list(UPDATE_COLUMNS)).to_csv(
+            staging / "updates.csv", index=False
+        )
+        pd.DataFrame(recorder.round_rows(), columns=list(ROUND_COLUMNS)).to_csv(
+            staging / "rounds.csv", index=False
+        )
         partition.to_csv(staging / "partition.csv", index=False)
         if heatmaps:
             folder = staging / "heatmaps"
