@@ -20,9 +20,8 @@ from nmoe_sim.learning.client import ClientState
 from nmoe_sim.learning.evaluate import Evaluator
 from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
-from nmoe_sim.network.channel import IdealNetwork
+from nmoe_sim.network.build import build_network
 from nmoe_sim.network.devices import DeviceProfile
-from nmoe_sim.network.topology import full_mesh
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.nmoe import NmoePipeline
@@ -175,6 +174,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         lo, hi = bounds[cid], bounds[cid + 1]
         return ClientState(cid, spec, train_x[lo:hi], train_y[lo:hi], device)
 
+    network = build_network(scenario.network, scenario.clients.count, scenario.seed)
     backend = InProcessBackend(make_client, client_ids)
     recorder = Recorder()
     results: dict[str, MethodResult] = {}
@@ -190,9 +190,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
             evaluator=Evaluator(
                 dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
             ),
-            make_network=IdealNetwork,
-            neighbours=full_mesh(client_ids),
-            devices=device_profile(scenario, [None] * scenario.clients.count),
+            make_network=network.make_network,
+            neighbours=network.neighbours,
+            devices=device_profile(scenario, network.device_classes),
             recorder=recorder,
             progress=progress,
             device=device,

@@ -1,11 +1,661 @@
-"""Topologies over clients. Until real edge topologies land, every client neighbours every other."""
+"""Network topologies: who links to whom, at what bandwidth and latency, and the paths taken.
+
+A `Topology` wraps a `networkx.DiGraph`. Nodes carry `role` ("cloud", "edge" or "client") and
+`device_class`; edges carry `bandwidth_mbps` (> 0), `latency_ms` (>= 0) and `loss_rate` (in [0, 1),
+stored but not modelled yet). A symmetric link is two directed edges. Topologies come from YAML
+files users write (`load_topology`) or from generators (`star`, `mec`, `random_geometric`).
+
+Paths: least total latency; ties go to fewer hops, then to the lexicographically smallest sequence
+of node names. Latencies are compared as integer nanoseconds so that the choice never depends on the
+order in which floating-point sums happen to be taken.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import heapq
+import itertools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
+import numpy as np
+import yaml
+
+ROLES = ("cloud", "edge", "client")
+CLOUD_NODE = "cloud"
+
+_TOP_KEYS = ("nodes", "links", "description")
+_NODE_KEYS = ("name", "role", "device_class")
+_LINK_KEYS = ("a", "b", "bandwidth_mbps", "latency_ms", "loss_rate", "directed")
+_LINK_REQUIRED = ("a", "b", "bandwidth_mbps", "latency_ms")
+
+Path_ = tuple[str, ...]
+_Label = tuple[int, int, Path_]  # (latency ns, hops, path): the total order paths are chosen by
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be used; the message says what is wrong and how to fix it."""
 
 
 def full_mesh(client_ids: Sequence[int]) -> nx.Graph:
+    """Every client neighbours every other (the stand-in used before real topologies)."""
     return nx.complete_graph(list(client_ids))
+
+
+def _latency_ns(latency_ms: float) -> int:
+    return round(latency_ms * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A validated network graph with cached least-latency paths.
+
+    Treat `graph` as read-only once wrapped: paths and neighbour lists are cached.
+    """
+
+    graph: nx.DiGraph
+    _paths: dict[tuple[str, str], Path_] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    # Full shortest-path trees from / to hub nodes (non-clients): one search answers every client.
+    _from_tree: dict[str, dict[str, Path_]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _to_tree: dict[str, dict[str, Path_]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _ns: dict[float, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _min_out: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _relay_clients: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _clients: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _client_rank: dict[str, int] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _cloud: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.graph, nx.DiGraph):
+            raise TopologyError(
+                f"a Topology wraps a networkx.DiGraph, got {type(self.graph).__name__}; "
+                "build links as two directed edges (or use load_topology)"
+            )
+        self.validate()
+        roles = self.graph.nodes.data("role")
+        clients = tuple(n for n, r in roles if r == "client")
+        object.__setattr__(self, "_clients", clients)
+        object.__setattr__(self, "_client_rank", {n: i for i, n in enumerate(clients)})
+        object.__setattr__(self, "_cloud", next(n for n, r in roles if r == "cloud"))
+
+    # ---------------------------------------------------------------- structure
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """Client node names in the graph's node order (file order / generator order)."""
+        return self._clients
+
+    @property
+    def cloud(self) -> str:
+        """The one cloud (server) node."""
+        return self._cloud
+
+    def role(self, node: str) -> str:
+        self._require(node)
+        return self.graph.nodes[node]["role"]
+
+    def device_class(self, node: str) -> str:
+        self._require(node)
+        return self.graph.nodes[node]["device_class"]
+
+    def neighbours(self, node: str) -> tuple[str, ...]:
+        """Clients a random walk can step to from client `node`, in `clients` order.
+
+        Clients it has a direct (device-to-device) link to; a client with none steps to the other
+        clients behind the same non-client node(s) it links to (its cell-mates through a base
+        station or the cloud). Empty only for a lone client.
+        """
+        if self.role(node) != "client":
+            raise TopologyError(f"neighbours() is for clients; {node!r} is a {self.role(node)}")
+        succ = self.graph.succ[node]
+        rank = self._client_rank
+        direct = [v for v in succ if v in rank]
+        if direct:
+            return tuple(sorted(direct, key=rank.__getitem__))
+        mates: set[str] = set()
+        for relay in succ:
+            mates.update(self._clients_behind(relay))
+        mates.discard(node)
+        return tuple(sorted(mates, key=rank.__getitem__))
+
+    def _clients_behind(self, relay: str) -> tuple[str, ...]:
+        cached = self._relay_clients.get(relay)
+        if cached is None:
+            rank = self._client_rank
+            cached = tuple(v for v in self.graph.succ[relay] if v in rank)
+            self._relay_clients[relay] = cached
+        return cached
+
+    # ---------------------------------------------------------------- paths
+
+    def path(self, src: str, dst: str) -> Path_:
+        """Least-latency path from `src` to `dst` (both included); `(src,)` when they are equal."""
+        key = (src, dst)
+        found = self._paths.get(key)
+        if found is not None:
+            return found
+        self._require(src)
+        self._require(dst)
+        if src == dst:
+            found = (src,)
+        elif dst in self._to_tree:
+            found = self._to_tree[dst][src]
+        elif src in self._from_tree:
+            found = self._from_tree[src][dst]
+        elif self.graph.nodes[dst]["role"] != "client":
+            # Hubs (cloud, base stations) are where most traffic goes: one reverse search gives
+            # every node's path to them.
+            tree = self._search(dst, reverse=True)
+            self._to_tree[dst] = tree
+            found = tree[src]
+        elif self.graph.nodes[src]["role"] != "client":
+            tree = self._search(src, reverse=False)
+            self._from_tree[src] = tree
+            found = tree[dst]
+        else:
+            found = self._pair_search(src, dst)
+        self._paths[key] = found
+        return found
+
+    def path_latency_s(self, path: Sequence[str]) -> float:
+        """Sum of the links' latencies along `path`, in seconds (0 for a single node)."""
+        succ = self.graph.succ
+        total_ms = 0.0
+        for u, v in itertools.pairwise(path):
+            attrs = succ[u].get(v) if u in succ else None
+            if attrs is None:
+                raise TopologyError(f"no link {u!r} -> {v!r} on path {tuple(path)}")
+            total_ms += attrs["latency_ms"]
+        return total_ms / 1e3
+
+    def link(self, u: str, v: str) -> Mapping[str, Any]:
+        """Attributes of the directed link u -> v (bandwidth_mbps, latency_ms, loss_rate)."""
+        attrs = self.graph.succ[u].get(v) if u in self.graph else None
+        if attrs is None:
+            raise TopologyError(f"no link {u!r} -> {v!r}")
+        return attrs
+
+    def _ns_of(self, latency_ms: float) -> int:
+        ns = self._ns.get(latency_ms)
+        if ns is None:
+            ns = self._ns[latency_ms] = _latency_ns(latency_ms)
+        return ns
+
+    def _min_out_ns(self, node: str) -> int:
+        found = self._min_out.get(node)
+        if found is None:
+            found = self._min_out[node] = _latency_ns(
+                min(attrs["latency_ms"] for attrs in self.graph._succ[node].values())
+            )
+        return found
+
+    def _search(self, source: str, *, reverse: bool) -> dict[str, Path_]:
+        """Every node's best path from `source` (or, reversed, to it): Dijkstra on full labels.
+
+        The label order (latency, hops, path) survives appending or prepending a common node, so
+        optimal paths have optimal sub-paths and the search is exact in both directions.
+        """
+        # networkx's adjacency dicts, read only: the public views cost a Python call per item.
+        adj = self.graph._pred if reverse else self.graph._succ
+        ns_of = self._ns_of
+        best: dict[str, _Label] = {source: (0, 0, (source,))}
+        heap: list[tuple[int, int, Path_, str]] = [(0, 0, (source,), source)]
+        done: dict[str, Path_] = {}
+        while heap:
+            lat, hops, p, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done[u] = p
+            nh = hops + 1
+            for v, attrs in adj[u].items():
+                if v in done:
+                    continue
+                nl = lat + ns_of(attrs["latency_ms"])
+                b = best.get(v)
+                if b is not None and (nl > b[0] or (nl == b[0] and nh > b[1])):
+                    continue  # cheap rejection before building the path tuple
+                np_ = (v, *p) if reverse else (*p, v)
+                if b is not None and (nl, nh, np_) >= b:
+                    continue
+                best[v] = (nl, nh, np_)
+                heapq.heappush(heap, (nl, nh, np_, v))
+        return done
+
+    def _pair_search(self, src: str, dst: str) -> Path_:
+        """Dijkstra from `src` that stops as soon as nothing left can beat the best `dst` path."""
+        adj = self.graph._succ
+        ns_of = self._ns_of
+        direct = adj[src].get(dst)
+        if direct is not None and ns_of(direct["latency_ms"]) <= self._min_out_ns(src):
+            # Any other path starts with a link at least as slow and has more hops.
+            return (src, dst)
+        best: dict[str, _Label] = {src: (0, 0, (src,))}
+        heap: list[tuple[int, int, Path_, str]] = [(0, 0, (src,), src)]
+        done: set[str] = set()
+        bound: tuple[int, int] | None = None  # (latency, hops) of the best dst path so far
+        while heap:
+            lat, hops, p, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            if u == dst:
+                return p
+            nh = hops + 1
+            # Every later path has latency >= lat and at least nh hops: if that loses to the
+            # bound, the dst label is final.
+            if bound is not None and (lat, nh) > bound:
+                break
+            done.add(u)
+            for v, attrs in adj[u].items():
+                if v in done:
+                    continue
+                nl = lat + ns_of(attrs["latency_ms"])
+                if bound is not None and v != dst and (nl, nh + 1) > bound:
+                    continue
+                np_ = (*p, v)
+                b = best.get(v)
+                if b is not None and (nl, nh, np_) >= b:
+                    continue
+                best[v] = (nl, nh, np_)
+                heapq.heappush(heap, (nl, nh, np_, v))
+                if v == dst:
+                    bound = (nl, nh)
+        if dst in best:
+            return best[dst][2]
+        raise TopologyError(f"no path from {src!r} to {dst!r}")  # validate() rules this out
+
+    # ---------------------------------------------------------------- validation
+
+    def _require(self, node: str) -> None:
+        if node not in self.graph:
+            raise TopologyError(f"unknown node {node!r}; the topology has no node of that name")
+
+    def validate(self) -> None:
+        """Refuse graphs the simulator cannot use; raises TopologyError naming the problem."""
+        g = self.graph
+        clouds = []
+        for name, attrs in g.nodes(data=True):
+            role = attrs.get("role")
+            if role is None:
+                raise TopologyError(
+                    f"node {name!r} has no role; a link names a node that is not declared, or the "
+                    f"node lacks `role` (one of {', '.join(ROLES)})"
+                )
+            if role not in ROLES:
+                raise TopologyError(
+                    f"node {name!r} has role {role!r}; use one of {', '.join(ROLES)}"
+                )
+            dc = attrs.get("device_class")
+            if not isinstance(dc, str) or not dc:
+                raise TopologyError(
+                    f"node {name!r} needs a device_class (a non-empty string such as 'phone')"
+                )
+            if role == "cloud":
+                clouds.append(name)
+        if not clouds:
+            raise TopologyError(
+                "the topology has no cloud node; add exactly one node with role: cloud"
+            )
+        if len(clouds) > 1:
+            raise TopologyError(
+                f"the topology has {len(clouds)} cloud nodes ({', '.join(map(repr, clouds[:5]))}); "
+                "keep exactly one and make the others role: edge"
+            )
+        checked: set[tuple[Any, Any, Any]] = set()  # generators repeat the same link attributes
+        for u, v, attrs in g.edges(data=True):
+            if u == v:
+                raise TopologyError(f"link {u!r} -> {v!r} is a self-loop; remove it")
+            triple = (
+                attrs.get("bandwidth_mbps"),
+                attrs.get("latency_ms"),
+                attrs.get("loss_rate", 0.0),
+            )
+            try:
+                fresh = triple not in checked
+            except TypeError:  # unhashable junk: let the check below name it
+                fresh = True
+            if fresh:
+                _check_link_numbers(f"link {u!r} -> {v!r}", *triple)
+                checked.add(triple)
+        _check_strongly_connected(g, clouds[0])
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _check_link_numbers(where: str, bw: object, lat: object, loss: object) -> None:
+    if not _is_number(bw) or not math.isfinite(bw) or bw <= 0:  # type: ignore[arg-type]
+        raise TopologyError(
+            f"{where}: bandwidth_mbps must be a positive number of megabits per second, got {bw!r}"
+        )
+    if not _is_number(lat) or not math.isfinite(lat) or lat < 0:  # type: ignore[arg-type]
+        raise TopologyError(
+            f"{where}: latency_ms must be a number of milliseconds >= 0, got {lat!r}"
+        )
+    if not _is_number(loss) or not 0 <= loss < 1:  # type: ignore[operator]
+        raise TopologyError(f"{where}: loss_rate must be in [0, 1), got {loss!r}")
+
+
+def _reach(adj: Mapping[str, Mapping[str, Any]], start: str) -> set[str]:
+    seen = {start}
+    stack = [start]
+    while stack:
+        for v in adj[stack.pop()]:
+            if v not in seen:
+                seen.add(v)
+                stack.append(v)
+    return seen
+
+
+def _check_strongly_connected(g: nx.DiGraph, cloud: str) -> None:
+    # Strongly connected iff every node is reachable from the cloud and reaches it.
+    n = g.number_of_nodes()
+    hint = "add a link (links in YAML are symmetric unless `directed: true`)"
+    forward = _reach(g._succ, cloud)
+    if len(forward) < n:
+        lost = next(x for x in g if x not in forward)
+        raise TopologyError(
+            f"topology is not connected: no path from {cloud!r} to {lost!r}; {hint}"
+        )
+    backward = _reach(g._pred, cloud)
+    if len(backward) < n:
+        lost = next(x for x in g if x not in backward)
+        raise TopologyError(
+            f"topology is not connected: no path from {lost!r} to {cloud!r}; {hint}"
+        )
+
+
+# -------------------------------------------------------------------- loading
+
+
+def _unknown_keys(where: str, got: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    for key in got:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TopologyError(
+                f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(allowed)})"
+            )
+
+
+def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topology:
+    """A topology from a YAML file (path) or an already-parsed mapping.
+
+    Schema: `nodes:` a list of {name, role, device_class}; `links:` a list of {a, b, bandwidth_mbps,
+    latency_ms, loss_rate (default 0), directed (default false: the link exists both ways with the
+    same numbers)}; an optional `description:` string. Unknown keys are refused.
+    """
+    if isinstance(source, Mapping):
+        spec: Any = source
+        origin = "topology"
+    else:
+        file = Path(source)
+        origin = str(file)
+        try:
+            spec = yaml.safe_load(file.read_text())
+        except FileNotFoundError as err:
+            raise TopologyError(f"topology file {origin} not found") from err
+        except yaml.YAMLError as err:
+            raise TopologyError(f"{origin}: not valid YAML ({err})") from err
+    if not isinstance(spec, Mapping):
+        raise TopologyError(f"{origin}: expected a mapping with `nodes:` and `links:`")
+    _unknown_keys(origin, spec, _TOP_KEYS)
+    for key in ("nodes", "links"):
+        if not isinstance(spec.get(key), list) or not spec[key]:
+            raise TopologyError(f"{origin}: `{key}:` must be a non-empty list")
+
+    g = nx.DiGraph()
+    for i, node in enumerate(spec["nodes"]):
+        where = f"{origin}: nodes[{i}]"
+        if not isinstance(node, Mapping):
+            raise TopologyError(f"{where}: expected a mapping like {{name: u0, role: client, ...}}")
+        _unknown_keys(where, node, _NODE_KEYS)
+        for key in _NODE_KEYS:
+            if key not in node:
+                raise TopologyError(f"{where}: missing `{key}`")
+        name = node["name"]
+        if not isinstance(name, str) or not name:
+            raise TopologyError(
+                f"{where}: name must be a non-empty string (quote numbers), got {name!r}"
+            )
+        if name in g:
+            raise TopologyError(f"{where}: node {name!r} is declared twice")
+        g.add_node(name, role=node["role"], device_class=node["device_class"])
+
+    edges: list[tuple[str, str, dict[str, float]]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, link in enumerate(spec["links"]):
+        where = f"{origin}: links[{i}]"
+        if not isinstance(link, Mapping):
+            raise TopologyError(
+                f"{where}: expected a mapping like {{a: x, b: y, bandwidth_mbps: ...}}"
+            )
+        _unknown_keys(where, link, _LINK_KEYS)
+        for key in _LINK_REQUIRED:
+            if key not in link:
+                raise TopologyError(f"{where}: missing `{key}`")
+        a, b = link["a"], link["b"]
+        for end in (a, b):
+            if end not in g:
+                raise TopologyError(
+                    f"{where}: unknown node {end!r}; declare it under `nodes:` or fix the name"
+                )
+        directed = link.get("directed", False)
+        if not isinstance(directed, bool):
+            raise TopologyError(f"{where}: directed must be true or false, got {directed!r}")
+        attrs = {
+            "bandwidth_mbps": link["bandwidth_mbps"],
+            "latency_ms": link["latency_ms"],
+            "loss_rate": link.get("loss_rate", 0.0),
+        }
+        _check_link_numbers(f"{where} ({a} - {b})", *attrs.values())
+        attrs = {k: float(v) for k, v in attrs.items()}
+        for u, v in [(a, b)] if directed else [(a, b), (b, a)]:
+            if (u, v) in seen:
+                raise TopologyError(f"{where}: link {u!r} -> {v!r} is declared twice")
+            seen.add((u, v))
+            edges.append((u, v, attrs))
+    g.add_edges_from(edges)
+    return Topology(g)
+
+
+# -------------------------------------------------------------------- generators
+
+
+def _link_attrs(bandwidth_mbps: float, latency_ms: float) -> dict[str, float]:
+    return {
+        "bandwidth_mbps": float(bandwidth_mbps),
+        "latency_ms": float(latency_ms),
+        "loss_rate": 0.0,
+    }
+
+
+def _need_count(what: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+        raise TopologyError(f"{what} must be an integer >= {minimum}, got {value!r}")
+
+
+def star(
+    num_clients: int,
+    bandwidth_mbps: float,
+    latency_ms: float,
+    *,
+    client_class: str = "phone",
+    hub_class: str = "server",
+) -> Topology:
+    """One cell: a hub (the cloud node, a server at the base station) linked both ways to each
+    client `c0..c{n-1}`."""
+    _need_count("num_clients", num_clients)
+    g = nx.DiGraph()
+    g.add_node(CLOUD_NODE, role="cloud", device_class=hub_class)
+    attrs = _link_attrs(bandwidth_mbps, latency_ms)
+    edges = []
+    for i in range(num_clients):
+        c = f"c{i}"
+        g.add_node(c, role="client", device_class=client_class)
+        edges += [(CLOUD_NODE, c, attrs), (c, CLOUD_NODE, attrs)]
+    g.add_edges_from(edges)
+    return Topology(g)
+
+
+def mec(
+    num_cells: int,
+    clients_per_cell: int,
+    *,
+    access_mbps: float,
+    access_latency_ms: float,
+    backhaul_mbps: float,
+    backhaul_latency_ms: float,
+    d2d_mbps: float | None = None,
+    d2d_latency_ms: float = 1.0,
+    client_class: str = "phone",
+    edge_class: str = "edge_server",
+    cloud_class: str = "server",
+) -> Topology:
+    """Multi-cell mobile edge network: cloud - base stations `bs{j}` - clients `c{i}`.
+
+    Client `c{i}` sits in cell `i // clients_per_cell`. Every link is symmetric. With `d2d_mbps`,
+    every pair of clients in a cell also gets a direct device-to-device link (clients_per_cell^2
+    directed links per cell).
+    """
+    _need_count("num_cells", num_cells)
+    _need_count("clients_per_cell", clients_per_cell)
+    g = nx.DiGraph()
+    g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
+    backhaul = _link_attrs(backhaul_mbps, backhaul_latency_ms)
+    access = _link_attrs(access_mbps, access_latency_ms)
+    d2d = None if d2d_mbps is None else _link_attrs(d2d_mbps, d2d_latency_ms)
+    edges: list[tuple[str, str, dict[str, float]]] = []
+    for cell in range(num_cells):
+        bs = f"bs{cell}"
+        g.add_node(bs, role="edge", device_class=edge_class)
+        edges += [(CLOUD_NODE, bs, backhaul), (bs, CLOUD_NODE, backhaul)]
+        first = cell * clients_per_cell
+        members = [f"c{i}" for i in range(first, first + clients_per_cell)]
+        g.add_nodes_from(members, role="client", device_class=client_class)
+        for c in members:
+            edges += [(bs, c, access), (c, bs, access)]
+        if d2d is not None:
+            edges += [(a, b, d2d) for a in members for b in members if a != b]
+    g.add_edges_from(edges)
+    return Topology(g)
+
+
+def random_geometric(
+    num_clients: int,
+    radius: float,
+    rng: np.random.Generator,
+    *,
+    bandwidth_mbps: float = 50.0,
+    min_bandwidth_fraction: float = 0.1,
+    latency_ms: float = 2.0,
+    cloud_mbps: float = 1000.0,
+    cloud_latency_ms: float = 20.0,
+    grow_radius: bool = True,
+    growth: float = 1.25,
+    client_class: str = "phone",
+    cloud_class: str = "server",
+) -> Topology:
+    """Clients `c{i}` uniform in the unit square (`pos` attribute), a symmetric link between every
+    two within the radius, and the cloud linked to the client nearest the centre.
+
+    A link over distance d carries `bandwidth_mbps * (1 - (1 - min_bandwidth_fraction) * d / r)`
+    (full rate next door, `min_bandwidth_fraction` of it at the radius) with `latency_ms` per hop.
+    If the clients are not connected at `radius`, the radius grows by `growth` until they are
+    (`grow_radius=True`, the final radius is `graph.graph["radius"]`), else TopologyError.
+    """
+    _need_count("num_clients", num_clients)
+    if not radius > 0:
+        raise TopologyError(f"radius must be > 0, got {radius!r}")
+    if not 0 < min_bandwidth_fraction <= 1:
+        raise TopologyError(
+            f"min_bandwidth_fraction must be in (0, 1], got {min_bandwidth_fraction!r}"
+        )
+    if grow_radius and not growth > 1:
+        raise TopologyError(f"growth must be > 1, got {growth!r}")
+    pos = rng.random((num_clients, 2))
+    xs, ys = pos[:, 0].tolist(), pos[:, 1].tolist()
+    r = float(radius)
+    while True:
+        pairs = _pairs_within(xs, ys, r)
+        parts = _components(num_clients, pairs)
+        if parts == 1:
+            break
+        if not grow_radius:
+            raise TopologyError(
+                f"random_geometric: {num_clients} clients at radius {r:g} fall into {parts} "
+                "disconnected groups; raise the radius or pass grow_radius=True"
+            )
+        r = min(r * growth, math.sqrt(2.0))  # at sqrt(2) every pair links: always connected
+
+    g = nx.DiGraph(radius=r)
+    g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
+    names = [f"c{i}" for i in range(num_clients)]
+    for i, c in enumerate(names):
+        g.add_node(c, role="client", device_class=client_class, pos=(xs[i], ys[i]))
+    edges = []
+    slope = (1.0 - min_bandwidth_fraction) / r
+    for i, j, d in pairs:
+        attrs = _link_attrs(bandwidth_mbps * (1.0 - slope * d), latency_ms)
+        edges += [(names[i], names[j], attrs), (names[j], names[i], attrs)]
+    centre = int(np.argmin((pos[:, 0] - 0.5) ** 2 + (pos[:, 1] - 0.5) ** 2))
+    up = _link_attrs(cloud_mbps, cloud_latency_ms)
+    edges += [(CLOUD_NODE, names[centre], up), (names[centre], CLOUD_NODE, up)]
+    g.add_edges_from(edges)
+    return Topology(g)
+
+
+def _pairs_within(xs: list[float], ys: list[float], r: float) -> list[tuple[int, int, float]]:
+    """(i, j, distance) for i < j within r, via a grid of r-sized cells: O(n + pairs), not n^2."""
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        cells.setdefault((int(x / r), int(y / r)), []).append(i)
+    r2 = r * r
+    out = []
+    for (cx, cy), members in cells.items():
+        for dx, dy in ((0, 0), (1, -1), (1, 0), (1, 1), (0, 1)):  # each neighbouring cell once
+            other = cells.get((cx + dx, cy + dy))
+            if other is None:
+                continue
+            same = dx == 0 and dy == 0
+            for a_pos, i in enumerate(members):
+                xi, yi = xs[i], ys[i]
+                for j in other[a_pos + 1 :] if same else other:
+                    d2 = (xs[j] - xi) ** 2 + (ys[j] - yi) ** 2
+                    if d2 <= r2:
+                        out.append((min(i, j), max(i, j), math.sqrt(d2)))
+    out.sort()
+    return out
+
+
+def _components(n: int, pairs: list[tuple[int, int, float]]) -> int:
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    parts = n
+    for i, j, _ in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+            parts -= 1
+    return parts

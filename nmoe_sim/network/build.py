@@ -1,0 +1,117 @@
+"""Turn a scenario's `network` section into the run's network: topology, link model, neighbours."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import simpy
+
+from nmoe_sim.config import NetworkConfig, ScenarioError
+from nmoe_sim.network.channel import IdealNetwork, NetworkModel
+from nmoe_sim.network.devices import SERVER, client_node
+from nmoe_sim.network.flows import FlowNetwork
+from nmoe_sim.network.topology import (
+    Topology,
+    TopologyError,
+    full_mesh,
+    load_topology,
+    mec,
+    random_geometric,
+    star,
+)
+from nmoe_sim.seeds import numpy_rng
+
+GENERATED = ("star", "mec", "random_geometric")
+
+
+class _Renamed:
+    """Speaks the run's node names (`server`, `c0`, ...) to a topology with its own names."""
+
+    def __init__(self, inner: FlowNetwork, names: dict[str, str]) -> None:
+        self.inner = inner
+        self.names = names
+
+    def carry(
+        self, env: simpy.Environment, src: str, dst: str, size_bytes: int
+    ) -> Generator[Any, Any, tuple[str, ...]]:
+        return self.inner.carry(env, self.names[src], self.names[dst], size_bytes)
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    make_network: Callable[[], NetworkModel]  # a fresh link model per simulated world
+    neighbours: nx.Graph  # client ids; RanGate walks it
+    device_classes: list[str | None]  # per client, for devices.classes_gflops
+    topology: Topology | None
+
+
+def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
+    if cfg.topology == "star":
+        return star(num_clients, cfg.bandwidth_mbps, cfg.latency_ms)
+    if cfg.topology == "mec":
+        per_cell = math.ceil(num_clients / cfg.cells)
+        return mec(
+            cfg.cells,
+            per_cell,
+            access_mbps=cfg.bandwidth_mbps,
+            access_latency_ms=cfg.latency_ms,
+            backhaul_mbps=cfg.backhaul_mbps,
+            backhaul_latency_ms=cfg.backhaul_latency_ms,
+            d2d_mbps=cfg.d2d_mbps,
+            d2d_latency_ms=cfg.d2d_latency_ms,
+        )
+    if cfg.topology == "random_geometric":
+        return random_geometric(
+            num_clients,
+            cfg.radius,
+            numpy_rng(seed, "topology"),
+            bandwidth_mbps=cfg.bandwidth_mbps,
+            latency_ms=cfg.latency_ms,
+        )
+    path = Path(cfg.topology)
+    if not path.is_file():
+        raise ScenarioError(
+            f"network.topology: {cfg.topology!r} is neither ideal, {', '.join(GENERATED)} "
+            "nor an existing topology YAML file"
+        )
+    return load_topology(path)
+
+
+def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSetup:
+    clients = list(range(num_clients))
+    if cfg.topology == "ideal":
+        return NetworkSetup(IdealNetwork, full_mesh(clients), [None] * num_clients, None)
+    try:
+        topology = build_topology(cfg, num_clients, seed)
+    except TopologyError as exc:
+        raise ScenarioError(f"network.topology: {exc}") from None
+    if len(topology.clients) < num_clients:
+        raise ScenarioError(
+            f"network.topology: {len(topology.clients)} client nodes for clients.count="
+            f"{num_clients}; add client nodes or lower clients.count"
+        )
+    nodes = list(topology.clients[:num_clients])
+    names = {SERVER: topology.cloud, **{client_node(c): nodes[c] for c in clients}}
+    rank = {node: c for c, node in enumerate(nodes)}
+    neighbours = nx.Graph()
+    neighbours.add_nodes_from(clients)
+    neighbours.add_edges_from(
+        (c, rank[n]) for c in clients for n in topology.neighbours(nodes[c]) if n in rank
+    )
+    # A client whose only topology neighbours are unused nodes (e.g. the last, partly filled
+    # cell) can still reach every client through the cloud.
+    for c in [c for c in clients if neighbours.degree(c) == 0]:
+        neighbours.add_edges_from((c, other) for other in clients if other != c)
+    identity = all(k == v for k, v in names.items())
+
+    def make_network() -> NetworkModel:
+        flows = FlowNetwork(topology)
+        return flows if identity else _Renamed(flows, names)
+
+    classes: list[str | None] = [topology.device_class(n) for n in nodes]
+    return NetworkSetup(make_network, neighbours, classes, topology)

@@ -1,0 +1,555 @@
+"""Transfers over a topology's links, sharing each link max-min fairly, on the one SimPy clock.
+
+Model of one transfer from A to B (`FlowNetwork.carry`):
+
+1. the message follows `topology.path(A, B)` (least latency);
+2. it waits the path's latency (propagation: takes no bandwidth);
+3. it transmits `8 * size_bytes` bits at its max-min fair rate. Rates are recomputed whenever a
+   transmission starts or ends, so a flow runs at half rate while it shares a bottleneck with an
+   equal flow and at full rate once that flow is gone. Bandwidths are in Mbps = 1e6 bits/s.
+
+`carry` returns the path it took (the generator's return value: `path = yield from net.carry(...)`)
+so the channel can write it into the trace. Link loss rates are kept on the topology but not
+modelled: no retransmissions, no slowdown. Downloads are unicast: a model sent to n clients
+crosses a shared backhaul n times.
+
+Why it is fast enough for a million transfers: flows are grouped into *classes*. A class is the
+set of flows that cross the same shared links (links carrying two or more flows) and have the same
+cap (the least bandwidth among their links that carry them alone). Max-min gives every member of a
+class the same rate, so a class keeps one "virtual clock" `v_bits` (bits each member has sent
+since the class was born), a heap of its members' finishing points on that clock, and one entry in
+the network's heap of due times (SimPy itself holds a single wake-up for the earliest). A start or
+end touches the flow's links, re-solves max-min only over the classes connected to them through
+shared links (progressive filling), and re-arms the classes whose rate changed: work per event
+scales with the classes nearby, not with the active flows. Ties are broken by flow id and by the
+order events were scheduled, so equal inputs give equal outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from typing import Any
+
+import simpy
+
+from nmoe_sim.network.topology import Topology
+
+BITS_PER_MEGABIT = 1e6
+# A flow within this many bits of its end counts as done (absorbs floating-point drift).
+_DONE_EPS_BITS = 1e-6
+_DONE_EPS_REL = 1e-12
+
+
+class _Link:
+    __slots__ = ("capacity_bps", "classes", "flows", "index", "mark", "residual_bps", "unfrozen")
+
+    def __init__(self, index: int, capacity_bps: float) -> None:
+        self.index = index
+        self.capacity_bps = capacity_bps
+        self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
+        self.classes: dict[_Class, None] = {}  # classes for which this link is shared (ordered set)
+        self.mark = 0  # scratch for component search
+        self.residual_bps = 0.0  # scratch for water-filling
+        self.unfrozen = 0
+
+
+class _Route:
+    __slots__ = ("latency_s", "links", "path")
+
+    def __init__(self, path: tuple[str, ...], links: tuple[_Link, ...], latency_s: float) -> None:
+        self.path = path
+        self.links = links
+        self.latency_s = latency_s
+
+
+class _Flow:
+    __slots__ = ("cls", "done", "fid", "finish_v", "links", "route", "size_bits", "t_start_s")
+
+    def __init__(self, fid: int, route: _Route, size_bits: float, done: simpy.Event, t: float):
+        self.fid = fid
+        self.route = route
+        self.links = route.links
+        self.size_bits = size_bits
+        self.done = done
+        self.t_start_s = t
+        self.cls: _Class | None = None
+        self.finish_v = 0.0  # point on its class's virtual clock where it is done
+
+
+class _Class:
+    __slots__ = (
+        "alive",
+        "cap_bps",
+        "due_fid",
+        "heap",
+        "key",
+        "links",
+        "mark",
+        "n",
+        "new_rate_bps",
+        "rate_bps",
+        "t_last_s",
+        "v_bits",
+        "version",
+    )
+
+    def __init__(self, key: tuple[tuple[int, ...], float], links: tuple[_Link, ...], t: float):
+        self.key = key
+        self.links = links  # the shared links, in link-index order
+        self.cap_bps = key[1]
+        self.n = 0
+        # (finish_v, fid, flow); entries of flows that moved to another class go stale and are
+        # dropped when they reach the top.
+        self.heap: list[tuple[float, int, _Flow]] = []
+        self.v_bits = 0.0
+        self.t_last_s = t
+        self.rate_bps = 0.0
+        self.new_rate_bps = 0.0
+        self.version = 0
+        self.due_fid = -1  # the head the pending timer was armed for
+        self.alive = True
+        self.mark = 0
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """One finished transmission, kept only with `record_history=True` (for tests)."""
+
+    flow_id: int
+    path: tuple[str, ...]
+    size_bits: float
+    t_tx_start_s: float  # after the propagation delay
+    t_end_s: float
+
+
+class FlowNetwork:
+    """Implements the `NetworkModel` protocol over a `Topology` with max-min fair link sharing.
+
+    One instance serves one `simpy.Environment` (bound at the first transfer). Counters:
+    `transfers_completed`, `active_flows`, `peak_active_flows`. With `record_history=True` it also
+    keeps, for tests, `history`: after every re-share the time and each transmitting flow's rate
+    (`(t_s, {flow_id: rate_bps})`), and `records`: one `FlowRecord` per finished transmission.
+    Both cost work proportional to the active flows per event.
+    """
+
+    def __init__(self, topology: Topology, *, record_history: bool = False) -> None:
+        self.topology = topology
+        self._env: simpy.Environment | None = None
+        self._links: dict[tuple[str, str], _Link] = {}
+        self._link_list: list[_Link] = []
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._classes: dict[tuple[tuple[int, ...], float], _Class] = {}
+        self._n_active = 0
+        self._next_fid = 0
+        self._epoch = 0
+        # Classes' completion times live in our own heap; SimPy holds a single wake-up for its
+        # earliest entry. A re-armed class then leaves a stale tuple here instead of a stale
+        # SimPy event in the clock's queue.
+        self._due: list[tuple[float, int, _Class, int]] = []
+        self._due_seq = 0
+        self._wake_at = math.inf
+        self._wake_token = 0
+        self._waking = False
+        self.transfers_completed = 0
+        self.peak_active_flows = 0
+        self.history: list[tuple[float, dict[int, float]]] | None = [] if record_history else None
+        self.records: list[FlowRecord] | None = [] if record_history else None
+
+    # ---------------------------------------------------------------- public
+
+    def carry(
+        self, env: simpy.Environment, src: str, dst: str, size_bytes: int
+    ) -> Generator[simpy.Event, Any, tuple[str, ...]]:
+        """Move `size_bytes` from `src` to `dst`; returns the path taken (a tuple of node names).
+
+        `src == dst` costs no time. A zero-byte message costs the path latency only.
+        """
+        if size_bytes < 0:
+            raise ValueError(f"size_bytes must be >= 0, got {size_bytes}")
+        if env is not self._env:
+            self._bind(env)
+        route = self._routes.get((src, dst))
+        if route is None:
+            route = self._route(src, dst)
+        if size_bytes > 0 and route.links:
+            done = env.event()
+            if route.latency_s > 0:
+                # The transmission starts from the timer's callback: one process wake-up per
+                # transfer instead of two.
+                timer = env.timeout(route.latency_s, (route, 8.0 * size_bytes, done))
+                timer.callbacks.append(self._start_after_latency)
+            else:
+                self._start(route, 8.0 * size_bytes, done)
+            yield done
+        elif route.latency_s > 0:
+            yield env.timeout(route.latency_s)
+        return route.path
+
+    @property
+    def active_flows(self) -> int:
+        """Flows transmitting now (propagating messages not included)."""
+        return self._n_active
+
+    def rates(self) -> dict[int, float]:
+        """Current rate of every transmitting flow, bits/s, by flow id (ids count from 0)."""
+        out = {}
+        for cls in self._classes.values():
+            for fv, fid, flow in cls.heap:
+                if flow.cls is cls and flow.finish_v == fv:
+                    out[fid] = cls.rate_bps
+        return dict(sorted(out.items()))
+
+    # ---------------------------------------------------------------- routes
+
+    def _bind(self, env: simpy.Environment) -> None:
+        if self._env is not None:
+            raise ValueError(
+                "this FlowNetwork already runs on another simpy.Environment; "
+                "make one FlowNetwork per environment"
+            )
+        self._env = env
+
+    def _route(self, src: str, dst: str) -> _Route:
+        topo = self.topology
+        path = topo.path(src, dst)
+        links = []
+        for u, v in itertools.pairwise(path):
+            link = self._links.get((u, v))
+            if link is None:
+                bw = topo.graph.succ[u][v]["bandwidth_mbps"]
+                link = _Link(len(self._link_list), bw * BITS_PER_MEGABIT)
+                self._links[(u, v)] = link
+                self._link_list.append(link)
+            links.append(link)
+        route = _Route(path, tuple(links), topo.path_latency_s(path))
+        self._routes[(src, dst)] = route
+        return route
+
+    # ---------------------------------------------------------------- flow arrival / departure
+
+    def _start_after_latency(self, event: simpy.Event) -> None:
+        self._start(*event.value)
+
+    def _start(self, route: _Route, size_bits: float, done: simpy.Event) -> None:
+        now = self._env.now  # type: ignore[union-attr]
+        fid = self._next_fid
+        self._next_fid = fid + 1
+        flow = _Flow(fid, route, size_bits, done, now)
+        self._n_active += 1
+        if self._n_active > self.peak_active_flows:
+            self.peak_active_flows = self._n_active
+        # A link going from one flow to two turns its old flow's private link into a shared one.
+        moved: dict[int, _Flow] | None = None
+        for link in route.links:
+            flows = link.flows
+            if len(flows) == 1:
+                other = next(iter(flows.values()))
+                if moved is None:
+                    moved = {}
+                moved[other.fid] = other
+            flows[fid] = flow
+        seeds: list[_Class] = []
+        if moved is not None:
+            for other in moved.values():
+                self._reclassify(other, now, seeds)
+        cls = self._class_for(flow, now)
+        self._join(flow, cls, size_bits, now)
+        seeds.append(cls)
+        self._reshare(seeds, now)
+
+    def _on_wake(self, event: simpy.Event) -> None:
+        token, target = event.value
+        if token != self._wake_token:
+            return  # an earlier wake-up replaced this one
+        now = self._env.now  # type: ignore[union-attr]
+        limit = target if target > now else now  # the two differ by rounding at most
+        due = self._due
+        self._waking = True
+        while due and due[0][0] <= limit:
+            _, _, cls, version = heappop(due)
+            if cls.alive and version == cls.version:
+                self._class_due(cls, now)
+        self._waking = False
+        while due and not (due[0][2].alive and due[0][3] == due[0][2].version):
+            heappop(due)
+        if due:
+            self._set_wake(due[0][0], now)
+        else:
+            self._wake_at = math.inf
+
+    def _set_wake(self, t: float, now: float) -> None:
+        self._wake_at = t
+        self._wake_token += 1
+        env = self._env
+        assert env is not None
+        timer = env.timeout(t - now if t > now else 0.0, (self._wake_token, t))
+        timer.callbacks.append(self._on_wake)
+
+    def _class_due(self, cls: _Class, now: float) -> None:
+        """The time `cls` was armed for has come: finish its head flow(s) or re-aim."""
+        if cls.t_last_s != now:
+            cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+            cls.t_last_s = now
+        heap = cls.heap
+        while True:  # drop stale entries off the head
+            fv, fid, flow = heap[0]
+            if flow.cls is cls and flow.finish_v == fv:
+                break
+            heappop(heap)
+        if fid != cls.due_fid:
+            # The head it was armed for left the class; aim at the new head.
+            self._arm(cls)
+            return
+        # Armed for this head at this rate: by construction it is due now. Snap the clock to it so
+        # rounding never leaves a sliver of bits behind.
+        if cls.v_bits < fv:
+            cls.v_bits = fv
+        limit = cls.v_bits + _DONE_EPS_BITS + _DONE_EPS_REL * abs(cls.v_bits)
+        finished: list[_Flow] = []
+        while heap and heap[0][0] <= limit:
+            fv, _, flow = heappop(heap)
+            if flow.cls is cls and flow.finish_v == fv:
+                finished.append(flow)
+                flow.cls = None
+        cls.n -= len(finished)
+        seeds: list[_Class] = []
+        if cls.n == 0:
+            self._drop(cls)
+        else:
+            cls.due_fid = -1  # its next head needs a timer even if the rate stays put
+            seeds.append(cls)
+        self._n_active -= len(finished)
+        for flow in finished:
+            fid = flow.fid
+            for link in flow.links:
+                del link.flows[fid]
+        # Flows left alone on a link stop sharing it; neighbours on the freed links may speed up.
+        moved: dict[int, _Flow] | None = None
+        for flow in finished:
+            for link in flow.links:
+                flows = link.flows
+                if len(flows) == 1:
+                    other = next(iter(flows.values()))
+                    if moved is None:
+                        moved = {}
+                    moved[other.fid] = other
+                elif flows:
+                    seeds.extend(link.classes)
+        if moved is not None:
+            for other in moved.values():
+                self._reclassify(other, now, seeds)
+        self._reshare(seeds, now)
+        self.transfers_completed += len(finished)
+        records = self.records
+        for flow in finished:
+            if records is not None:
+                records.append(
+                    FlowRecord(flow.fid, flow.route.path, flow.size_bits, flow.t_start_s, now)
+                )
+            flow.done.succeed()
+
+    # ---------------------------------------------------------------- classes
+
+    def _class_for(self, flow: _Flow, now: float) -> _Class:
+        shared: list[_Link] = []
+        cap = math.inf
+        for link in flow.links:
+            if len(link.flows) > 1:
+                shared.append(link)
+            elif link.capacity_bps < cap:
+                cap = link.capacity_bps
+        if not shared:
+            key: tuple[tuple[int, ...], float] = ((), cap)
+        elif len(shared) == 1:
+            key = ((shared[0].index,), cap)
+        else:
+            shared.sort(key=_link_index)
+            key = (tuple([link.index for link in shared]), cap)
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = _Class(key, tuple(shared), now)
+            self._classes[key] = cls
+            for link in shared:
+                link.classes[cls] = None
+        return cls
+
+    @staticmethod
+    def _join(flow: _Flow, cls: _Class, remaining_bits: float, now: float) -> None:
+        if cls.t_last_s != now:
+            cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+            cls.t_last_s = now
+        flow.cls = cls
+        flow.finish_v = fv = cls.v_bits + remaining_bits
+        heap = cls.heap
+        heappush(heap, (fv, flow.fid, flow))
+        cls.n += 1
+        if heap[0][2] is flow:
+            cls.due_fid = -1  # a new head: the class's timer must be re-armed
+
+    def _reclassify(self, flow: _Flow, now: float, seeds: list[_Class]) -> None:
+        old = flow.cls
+        assert old is not None
+        new = self._class_for(flow, now)
+        if new is old:
+            return
+        self._advance(old, now)
+        remaining = flow.finish_v - old.v_bits
+        old.n -= 1  # its heap entry goes stale (flow.cls no longer points here)
+        if old.n == 0:
+            self._drop(old)
+        else:
+            seeds.append(old)
+        self._join(flow, new, remaining, now)
+        seeds.append(new)
+
+    def _drop(self, cls: _Class) -> None:
+        cls.alive = False
+        del self._classes[cls.key]
+        for link in cls.links:
+            del link.classes[cls]
+
+    @staticmethod
+    def _advance(cls: _Class, now: float) -> None:
+        if cls.t_last_s != now:
+            cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+            cls.t_last_s = now
+
+    def _arm(self, cls: _Class) -> None:
+        heap = cls.heap
+        while True:  # drop stale entries off the head
+            fv, _, flow = heap[0]
+            if flow.cls is cls and flow.finish_v == fv:
+                break
+            heappop(heap)
+        cls.version += 1
+        fv, fid, _ = heap[0]
+        cls.due_fid = fid
+        delay = (fv - cls.v_bits) / cls.rate_bps
+        now = self._env.now  # type: ignore[union-attr]
+        t = now + delay if delay > 0 else now
+        self._due_seq += 1
+        heappush(self._due, (t, self._due_seq, cls, cls.version))
+        if t < self._wake_at and not self._waking:
+            self._set_wake(t, now)
+
+    # ---------------------------------------------------------------- max-min
+
+    def _reshare(self, seeds: list[_Class], now: float) -> None:
+        """Re-solve max-min over the classes linked to `seeds` by shared links; re-arm timers."""
+        # Fast path for the common case: every seed is one class that shares its links with no
+        # other class (a busy cell's uploads, a flow alone on its links).
+        comp: list[_Class] | None = seeds
+        cls = seeds[0] if seeds else None
+        for other in seeds:
+            if other is not cls:
+                comp = None
+                break
+        if comp and cls is not None:
+            if not cls.alive:
+                comp = []
+            else:
+                rate = cls.cap_bps
+                for link in cls.links:
+                    if len(link.classes) != 1:
+                        comp = None
+                        break
+                    fair = link.capacity_bps / len(link.flows)
+                    if fair < rate:
+                        rate = fair
+                else:
+                    cls.new_rate_bps = rate
+                    comp = [cls]
+        if comp is None:
+            comp = self._component(seeds)
+        for cls in comp:
+            if cls.new_rate_bps != cls.rate_bps:
+                if cls.t_last_s != now:
+                    cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+                    cls.t_last_s = now
+                cls.rate_bps = cls.new_rate_bps
+                self._arm(cls)
+            elif cls.due_fid == -1:
+                self._arm(cls)
+        if self.history is not None:
+            self.history.append((now, self.rates()))
+
+    def _component(self, seeds: list[_Class]) -> list[_Class]:
+        """The classes connected to `seeds` through shared links, with their new max-min rates."""
+        self._epoch += 1
+        epoch = self._epoch
+        comp: list[_Class] = []
+        comp_links: list[_Link] = []
+        stack = []
+        for cls in seeds:
+            if cls.alive and cls.mark != epoch:
+                cls.mark = epoch
+                stack.append(cls)
+        while stack:
+            cls = stack.pop()
+            comp.append(cls)
+            for link in cls.links:
+                if link.mark != epoch:
+                    link.mark = epoch
+                    comp_links.append(link)
+                    for other in link.classes:
+                        if other.mark != epoch:
+                            other.mark = epoch
+                            stack.append(other)
+        if not comp_links:  # nothing shared: every class runs at its own cap
+            for cls in comp:
+                cls.new_rate_bps = cls.cap_bps
+        elif len(comp) == 1:  # one class owns every shared link here
+            cls = comp[0]
+            rate = cls.cap_bps
+            for link in cls.links:
+                fair = link.capacity_bps / len(link.flows)
+                if fair < rate:
+                    rate = fair
+            cls.new_rate_bps = rate
+        else:
+            _water_fill(comp, comp_links)
+        return comp
+
+
+def _link_index(link: _Link) -> int:
+    return link.index
+
+
+def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
+    """Progressive filling: raise every unfrozen class's rate together; freeze the classes of the
+    first link to saturate (or a class reaching its cap); repeat. Sets `new_rate_bps`."""
+    for link in links:
+        link.residual_bps = link.capacity_bps
+        link.unfrozen = len(link.flows)
+    unfrozen = classes
+    while unfrozen:
+        level = math.inf
+        tight: _Link | None = None
+        for link in links:
+            if link.unfrozen > 0:
+                share = link.residual_bps / link.unfrozen
+                if share < level:
+                    level, tight = share, link
+        capped: _Class | None = None
+        for cls in unfrozen:
+            if cls.cap_bps < level:
+                level, capped = cls.cap_bps, cls
+        if level < 0.0:
+            level = 0.0  # rounding in the residuals; positive capacities cannot need it
+        if capped is not None:
+            frozen = [capped]
+            unfrozen = [c for c in unfrozen if c is not capped]
+        else:
+            frozen = [c for c in unfrozen if tight in c.links]
+            unfrozen = [c for c in unfrozen if tight not in c.links]
+        if not frozen:  # cannot happen while link flow counts are consistent; never spin
+            raise RuntimeError("max-min water-filling made no progress: inconsistent link state")
+        for cls in frozen:
+            cls.new_rate_bps = level
+            for link in cls.links:
+                link.residual_bps -= cls.n * level
+                link.unfrozen -= cls.n
