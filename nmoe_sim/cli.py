@@ -46,8 +46,14 @@ def _load(path: Path, overrides: list[str], seed: int | None) -> Scenario:
 
 @app.command()
 def validate(scenario: Path = ScenarioArg, set_: list[str] = SetOpt, seed: int | None = SeedOpt):
-    """Check a scenario (with overrides) against the schema; run nothing."""
+    """Check a scenario (with overrides) against the schema and build its network; run nothing."""
+    from nmoe_sim.network.build import build_network
+
     sc = _load(scenario, set_, seed)
+    try:
+        build_network(sc.network, sc.clients.count, sc.seed)
+    except ScenarioError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
     out.print(f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients)")
 
 

@@ -158,6 +158,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     """Run every method of the scenario and write the run directory; returns the summary."""
     check_output_dir(out_dir)
     device = resolve_device(scenario.runtime.device)
+    network = build_network(scenario.network, scenario.clients.count, scenario.seed)
     wall_start = time.perf_counter()
     torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
     population = build_population(scenario)
@@ -174,7 +175,6 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         lo, hi = bounds[cid], bounds[cid + 1]
         return ClientState(cid, spec, train_x[lo:hi], train_y[lo:hi], device)
 
-    network = build_network(scenario.network, scenario.clients.count, scenario.seed)
     backend = InProcessBackend(make_client, client_ids)
     recorder = Recorder()
     results: dict[str, MethodResult] = {}

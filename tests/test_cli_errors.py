@@ -249,3 +249,30 @@ def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "already exists" in _flat(result.stderr)
     assert (out / "summary.json").read_text() == "{}"
+
+
+def test_disconnected_topology_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    topo = tmp_path / "islands.yaml"
+    topo.write_text(
+        "nodes:\n"
+        "  - {name: cloud, role: cloud, device_class: server}\n"
+        "  - {name: a, role: client, device_class: phone}\n"
+        "  - {name: b, role: client, device_class: phone}\n"
+        "links:\n"
+        "  - {a: cloud, b: a, bandwidth_mbps: 10, latency_ms: 1}\n"
+    )
+    out = tmp_path / "run"
+    text = f"clients: {{count: 2}}\nnetwork: {{topology: {topo}}}\n"
+    result = _invoke(["run", _scenario(tmp_path, text), "--out", str(out)])
+    assert result.exit_code == 2
+    message = _flat(result.stderr)
+    assert "network.topology" in message and "'b'" in message
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_unknown_topology_name_exits_2(tmp_path: Path) -> None:
+    text = "network: {topology: hexagon}\n"
+    result = _invoke(["run", _scenario(tmp_path, text), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "network.topology" in _flat(result.stderr)
