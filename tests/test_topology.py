@@ -385,9 +385,10 @@ def test_paths_match_brute_force_in_any_query_order(
 ) -> None:
     """Hub trees, reverse trees and pair searches all pick the same (latency, hops, names)."""
     g = nx.DiGraph()
+    roles = {"cloud": "cloud", "n1": "edge"}  # hubs get full trees, clients pair searches
     for a, b, bw, lat in links:
         for n in (a, b):
-            g.add_node(n, role="cloud" if n == "cloud" else "client", device_class="x")
+            g.add_node(n, role=roles.get(n, "client"), device_class="x")
         g.add_edge(a, b, bandwidth_mbps=bw, latency_ms=lat, loss_rate=0.0)
     topo = Topology(g)
     pairs = [(s, d) for s in g for d in g if s != d]

@@ -232,7 +232,8 @@ class FlowNetwork:
     # ---------------------------------------------------------------- flow arrival / departure
 
     def _start_after_latency(self, event: simpy.Event) -> None:
-        self._start(*event.value)
+        route, size_bits, done = event.value
+        self._start(route, size_bits, done)
 
     def _start(self, route: _Route, size_bits: float, done: simpy.Event) -> None:
         now = self._env.now  # type: ignore[union-attr]
@@ -302,7 +303,7 @@ class FlowNetwork:
             heappop(heap)
         if fid != cls.due_fid:
             # The head it was armed for left the class; aim at the new head.
-            self._arm(cls)
+            self._arm(cls, now)
             return
         # Armed for this head at this rate: by construction it is due now. Snap the clock to it so
         # rounding never leaves a sliver of bits behind.
@@ -418,7 +419,8 @@ class FlowNetwork:
             cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
             cls.t_last_s = now
 
-    def _arm(self, cls: _Class) -> None:
+    def _arm(self, cls: _Class, now: float) -> None:
+        """Queue `cls`'s next completion in the network's due heap (and SimPy's wake-up)."""
         heap = cls.heap
         while True:  # drop stale entries off the head
             fv, _, flow = heap[0]
@@ -429,7 +431,6 @@ class FlowNetwork:
         fv, fid, _ = heap[0]
         cls.due_fid = fid
         delay = (fv - cls.v_bits) / cls.rate_bps
-        now = self._env.now  # type: ignore[union-attr]
         t = now + delay if delay > 0 else now
         self._due_seq += 1
         heappush(self._due, (t, self._due_seq, cls, cls.version))
@@ -471,9 +472,9 @@ class FlowNetwork:
                     cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
                     cls.t_last_s = now
                 cls.rate_bps = cls.new_rate_bps
-                self._arm(cls)
+                self._arm(cls, now)
             elif cls.due_fid == -1:
-                self._arm(cls)
+                self._arm(cls, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 

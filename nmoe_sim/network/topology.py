@@ -34,8 +34,8 @@ _NODE_KEYS = ("name", "role", "device_class")
 _LINK_KEYS = ("a", "b", "bandwidth_mbps", "latency_ms", "loss_rate", "directed")
 _LINK_REQUIRED = ("a", "b", "bandwidth_mbps", "latency_ms")
 
-Path_ = tuple[str, ...]
-_Label = tuple[int, int, Path_]  # (latency ns, hops, path): the total order paths are chosen by
+NodePath = tuple[str, ...]
+_Label = tuple[int, int, NodePath]  # (latency ns, hops, path): the total order paths are chosen by
 
 
 class TopologyError(ValueError):
@@ -55,18 +55,18 @@ def _latency_ns(latency_ms: float) -> int:
 class Topology:
     """A validated network graph with cached least-latency paths.
 
-    Treat `graph` as read-only once wrapped: paths and neighbour lists are cached.
+    Treat `graph` as read-only once wrapped: paths and relay client lists are cached.
     """
 
     graph: nx.DiGraph
-    _paths: dict[tuple[str, str], Path_] = field(
+    _paths: dict[tuple[str, str], NodePath] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     # Full shortest-path trees from / to hub nodes (non-clients): one search answers every client.
-    _from_tree: dict[str, dict[str, Path_]] = field(
+    _from_tree: dict[str, dict[str, NodePath]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _to_tree: dict[str, dict[str, Path_]] = field(
+    _to_tree: dict[str, dict[str, NodePath]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     _ns: dict[float, int] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -143,7 +143,7 @@ class Topology:
 
     # ---------------------------------------------------------------- paths
 
-    def path(self, src: str, dst: str) -> Path_:
+    def path(self, src: str, dst: str) -> NodePath:
         """Least-latency path from `src` to `dst` (both included); `(src,)` when they are equal."""
         key = (src, dst)
         found = self._paths.get(key)
@@ -204,7 +204,7 @@ class Topology:
             )
         return found
 
-    def _search(self, source: str, *, reverse: bool) -> dict[str, Path_]:
+    def _search(self, source: str, *, reverse: bool) -> dict[str, NodePath]:
         """Every node's best path from `source` (or, reversed, to it): Dijkstra on full labels.
 
         The label order (latency, hops, path) survives appending or prepending a common node, so
@@ -214,8 +214,8 @@ class Topology:
         adj = self.graph._pred if reverse else self.graph._succ
         ns_of = self._ns_of
         best: dict[str, _Label] = {source: (0, 0, (source,))}
-        heap: list[tuple[int, int, Path_, str]] = [(0, 0, (source,), source)]
-        done: dict[str, Path_] = {}
+        heap: list[tuple[int, int, NodePath, str]] = [(0, 0, (source,), source)]
+        done: dict[str, NodePath] = {}
         while heap:
             lat, hops, p, u = heapq.heappop(heap)
             if u in done:
@@ -236,7 +236,7 @@ class Topology:
                 heapq.heappush(heap, (nl, nh, np_, v))
         return done
 
-    def _pair_search(self, src: str, dst: str) -> Path_:
+    def _pair_search(self, src: str, dst: str) -> NodePath:
         """Dijkstra from `src` that stops as soon as nothing left can beat the best `dst` path."""
         adj = self.graph._succ
         ns_of = self._ns_of
@@ -245,7 +245,7 @@ class Topology:
             # Any other path starts with a link at least as slow and has more hops.
             return (src, dst)
         best: dict[str, _Label] = {src: (0, 0, (src,))}
-        heap: list[tuple[int, int, Path_, str]] = [(0, 0, (src,), src)]
+        heap: list[tuple[int, int, NodePath, str]] = [(0, 0, (src,), src)]
         done: set[str] = set()
         bound: tuple[int, int] | None = None  # (latency, hops) of the best dst path so far
         while heap:
@@ -315,22 +315,22 @@ class Topology:
                 f"the topology has {len(clouds)} cloud nodes ({', '.join(map(repr, clouds[:5]))}); "
                 "keep exactly one and make the others role: edge"
             )
-        checked: set[tuple[Any, Any, Any]] = set()  # generators repeat the same link attributes
-        for u, v, attrs in g.edges(data=True):
-            if u == v:
-                raise TopologyError(f"link {u!r} -> {v!r} is a self-loop; remove it")
-            triple = (
-                attrs.get("bandwidth_mbps"),
-                attrs.get("latency_ms"),
-                attrs.get("loss_rate", 0.0),
-            )
-            try:
-                fresh = triple not in checked
-            except TypeError:  # unhashable junk: let the check below name it
-                fresh = True
-            if fresh:
-                _check_link_numbers(f"link {u!r} -> {v!r}", *triple)
-                checked.add(triple)
+        # Generators repeat the same few float triples a million times: check each once.
+        checked: set[tuple[float, float, float]] = set()
+        for u, nbrs in g._succ.items():
+            if u in nbrs:
+                raise TopologyError(f"link {u!r} -> {u!r} is a self-loop; remove it")
+            for v, attrs in nbrs.items():
+                bw = attrs.get("bandwidth_mbps")
+                lat = attrs.get("latency_ms")
+                loss = attrs.get("loss_rate", 0.0)
+                if type(bw) is float and type(lat) is float and type(loss) is float:
+                    if (bw, lat, loss) in checked:
+                        continue
+                    _check_link_numbers(f"link {u!r} -> {v!r}", bw, lat, loss)
+                    checked.add((bw, lat, loss))
+                else:
+                    _check_link_numbers(f"link {u!r} -> {v!r}", bw, lat, loss)
         _check_strongly_connected(g, clouds[0])
 
 
