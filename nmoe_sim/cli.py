@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -37,6 +39,21 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextmanager
+def _run_errors(interrupted: str) -> Iterator[None]:
+    """Failures the user can act on, found once work has started: one message, an exit code."""
+    from nmoe_sim.data import DatasetUnavailable
+
+    try:
+        yield
+    except (OutputError, ScenarioError) as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except DatasetUnavailable as exc:
+        raise _fail(str(exc), EXIT_MISSING_DATA) from None
+    except KeyboardInterrupt:
+        raise _fail(interrupted, 130) from None
+
+
 def _load(path: Path, overrides: list[str], seed: int | None) -> Scenario:
     try:
         return load_scenario(path, overrides, seed)
@@ -66,19 +83,12 @@ def run(
 ):
     """Run every method of a scenario and write its run directory."""
     # Imported here so `validate` and `--help` stay fast (torch is heavy).
-    from nmoe_sim.data import DatasetUnavailable
     from nmoe_sim.engine import default_out_dir, run_scenario
 
     sc = _load(scenario, set_, seed)
     target = out_dir or sc.output.dir or default_out_dir(sc)
-    try:
+    with _run_errors("interrupted; no run directory was written"):
         summary = run_scenario(sc, target, err)
-    except (OutputError, ScenarioError) as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    except DatasetUnavailable as exc:
-        raise _fail(str(exc), EXIT_MISSING_DATA) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; no run directory was written", 130) from None
     out.print(summary_table(summary))
     out.print(f"run directory: {target}")
 
@@ -97,7 +107,6 @@ def sweep(
     ),
 ):
     """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv."""
-    from nmoe_sim.data import DatasetUnavailable
     from nmoe_sim.engine import default_out_dir
     from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
 
@@ -110,14 +119,8 @@ def sweep(
         f"sweep-{default_out_dir(points[0].scenario).name}"
     )
     err.print(f"sweep: {len(points)} points into {target}")
-    try:
+    with _run_errors(f"interrupted; finished points are kept in {target}"):
         table = run_sweep(points, target, jobs)
-    except (OutputError, ScenarioError) as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    except DatasetUnavailable as exc:
-        raise _fail(str(exc), EXIT_MISSING_DATA) from None
-    except KeyboardInterrupt:
-        raise _fail(f"interrupted; finished points are kept in {target}", 130) from None
     typer.echo(table.to_string(index=False))
     out.print(f"sweep table: {target / 'sweep.csv'}")
 
