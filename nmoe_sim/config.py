@@ -162,6 +162,16 @@ class StragglersConfig(_Strict):
     dropout: float = Field(
         0.0, ge=0, lt=1, description="probability a client's task is lost, decided when it ends"
     )
+    availability_period_s: float | None = Field(
+        None, gt=0, description="clients are online one window per period (random phase each)"
+    )
+    online_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of each period a client is online; a task ending "
+        "while its client is offline is lost",
+    )
 
 
 class NetworkConfig(_Strict):

@@ -139,6 +139,8 @@ def device_profile(scenario: Scenario, device_classes: list[str | None]) -> Devi
         straggler_slowdown=strag.slowdown,
         lognormal_sigma=strag.lognormal_sigma,
         dropout=strag.dropout,
+        availability_period_s=strag.availability_period_s,
+        online_fraction=strag.online_fraction,
         rng=numpy_rng(scenario.seed, "stragglers"),
     )
 

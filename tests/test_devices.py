@@ -127,3 +127,53 @@ def test_tasks_not_marked_droppable_never_drop() -> None:
     procs = [env.process(devices.work(client_node(0), 1e9, lambda: _Now(1))) for _ in range(20)]
     env.run()
     assert [p.value for p in procs] == [1] * 20
+
+
+def test_availability_window_by_hand() -> None:
+    # Online while (t - 1) mod 10 < 4: [1, 5), [11, 15), ...
+    profile = DeviceProfile({client_node(0): 1e9}, availability={client_node(0): (1.0, 10.0, 0.4)})
+    assert [profile.online(client_node(0), t) for t in (0.5, 1.0, 4.9, 5.0, 10.9, 11.0)] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert profile.online(SERVER, 5.0)  # not listed: always online
+
+
+def test_task_ending_offline_is_lost_as_offline() -> None:
+    env = simpy.Environment()
+    profile = DeviceProfile({client_node(0): 1e9}, availability={client_node(0): (0.0, 10.0, 0.5)})
+    devices = Devices(env, profile, np.random.default_rng(0))
+    outcomes: list[str] = []
+
+    def task(flops: float) -> object:
+        try:
+            yield from devices.work(client_node(0), flops, lambda: _Now(1), may_drop=True)
+            outcomes.append("ok")
+        except TaskDropped as lost:
+            outcomes.append(lost.reason)
+
+    env.process(task(3e9))  # ends at 3 s: online
+    env.process(task(3e9))  # queued behind it, ends at 6 s: offline
+    env.run()
+    assert outcomes == ["ok", "offline"]
+
+
+def test_availability_phases_are_seeded_per_client() -> None:
+    def build() -> DeviceProfile:
+        return DeviceProfile.build(
+            5,
+            client_gflops=[1.0] * 5,
+            server_gflops=1.0,
+            availability_period_s=60.0,
+            online_fraction=0.5,
+            rng=np.random.default_rng(4),
+        )
+
+    a, b = build(), build()
+    assert a.availability == b.availability
+    phases = [a.availability[client_node(c)][0] for c in range(5)]
+    assert all(0 <= p < 60 for p in phases) and len(set(phases)) == 5

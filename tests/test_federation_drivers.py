@@ -32,7 +32,7 @@ from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder, UpdateRecord
 from nmoe_sim.world import World
 
-REASONS = {"late", "over_selected", "stale", "dropout"}
+REASONS = {"late", "over_selected", "stale", "dropout", "offline"}
 
 
 class FixedDelay:

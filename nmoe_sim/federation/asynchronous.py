@@ -237,10 +237,10 @@ def _run(
         flops, fn, args = plan(cid, received, seq)
         try:
             update: Update = yield from world.client_work(cid, flops, fn, *args, may_drop=True)
-        except TaskDropped:
+        except TaskDropped as lost:
             # The server learns of the loss when it happens and moves on.
             rule.release(version)
-            record(cid, version, t_dispatch, None, None, "dropout")
+            record(cid, version, t_dispatch, None, None, lost.reason)
             settle(cid)
             return
         shared = share(update.weights)

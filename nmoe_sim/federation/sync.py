@@ -186,12 +186,12 @@ class _Round:
         elif len(self.applied) == self.quorum:
             self._close("quorum")
 
-    def lost(self, cid: int) -> None:
+    def lost(self, cid: int, reason: str) -> None:
         """The client's task was lost on its device; the server is told when that happens."""
         if cid not in self.pending:
             return
         del self.pending[cid]
-        self._record(cid, None, None, "dropout")
+        self._record(cid, None, None, reason)
         if self.open and not self.pending:
             self._close("all")
 
@@ -262,8 +262,8 @@ def sync_rounds(
         flops, fn, args = plan(cid, received, rnd.r)
         try:
             update: Update = yield from world.client_work(cid, flops, fn, *args, may_drop=True)
-        except TaskDropped:
-            rnd.lost(cid)
+        except TaskDropped as lost:
+            rnd.lost(cid, lost.reason)
             return
         shared = share(update.weights)
         stamp = rnd.stamp()

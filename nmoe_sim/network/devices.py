@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,13 @@ def client_node(client_id: int) -> str:
 
 
 class TaskDropped(Exception):
-    """A client's task was lost (the device went away); decided when the task ends."""
+    """A client's task was lost, decided when the task ends: `reason` is "dropout" (a random
+    loss) or "offline" (the client's availability window had closed)."""
 
-    def __init__(self, node: str) -> None:
-        super().__init__(f"task on {node} dropped")
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"task on {node} dropped ({reason})")
         self.node = node
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class DeviceProfile:
 
     speed_flops: Mapping[str, float]
     dropout: float = 0.0
+    # Availability: node -> (phase_s, period_s, online_fraction): online while
+    # (t - phase) mod period < online_fraction * period. Nodes not listed are always online.
+    availability: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def online(self, node: str, t_s: float) -> bool:
+        window = self.availability.get(node)
+        if window is None:
+            return True
+        phase, period, fraction = window
+        return (t_s - phase) % period < fraction * period
 
     @classmethod
     def build(
@@ -42,6 +54,8 @@ class DeviceProfile:
         straggler_slowdown: float = 1.0,
         lognormal_sigma: float = 0.0,
         dropout: float = 0.0,
+        availability_period_s: float | None = None,
+        online_fraction: float = 1.0,
         rng: np.random.Generator,
     ) -> DeviceProfile:
         """Each client's compute-time factor: `slowdown` for a random `fraction` of clients,
@@ -53,7 +67,14 @@ class DeviceProfile:
             factor *= np.exp(rng.normal(0.0, lognormal_sigma, num_clients))
         speeds = {client_node(c): client_gflops[c] * 1e9 / factor[c] for c in range(num_clients)}
         speeds[SERVER] = server_gflops * 1e9
-        return cls(speeds, dropout)
+        availability = {}
+        if availability_period_s is not None and online_fraction < 1:
+            phases = rng.uniform(0.0, availability_period_s, num_clients)
+            availability = {
+                client_node(c): (float(phases[c]), availability_period_s, online_fraction)
+                for c in range(num_clients)
+            }
+        return cls(speeds, dropout, availability)
 
 
 class Devices:
@@ -86,7 +107,9 @@ class Devices:
             handle = dispatch()
             yield self.env.timeout(self.duration_s(node, flops))
             result = handle.result()
-        lost = may_drop and node != SERVER and self.profile.dropout > 0
-        if lost and self._dropout_rng.random() < self.profile.dropout:
-            raise TaskDropped(node)
+        if may_drop and node != SERVER:
+            if not self.profile.online(node, self.env.now):
+                raise TaskDropped(node, "offline")
+            if self.profile.dropout > 0 and self._dropout_rng.random() < self.profile.dropout:
+                raise TaskDropped(node, "dropout")
         return result
