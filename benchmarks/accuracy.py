@@ -69,7 +69,7 @@ def main() -> None:
         summaries[label] = run_scenario(scenario, out / label, console)
 
     table = Table(title=f"Fashion-MNIST, {args.scenario.name}, budget x{args.budget:g}")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for label in PARTITIONS:
         for col in ("acc global", "acc local", "MB"):
             table.add_column(f"{label} {col}", justify="right")
@@ -83,7 +83,7 @@ def main() -> None:
                 f"{m['bytes_total'] / 1e6:.1f}",
             ]
         table.add_row(*row)
-    Console().print(table)
+    Console(width=140).print(table)  # full method names even when piped
 
     def acc(label: str, method: str) -> float:
         return 100 * summaries[label]["methods"][method]["accuracy_global"]
