@@ -35,6 +35,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 import simpy
+from simpy.events import Event, Timeout
 
 from nmoe_sim.network.topology import Topology
 
@@ -158,6 +159,9 @@ class FlowNetwork:
         self.peak_active_flows = 0
         self.history: list[tuple[float, dict[int, float]]] | None = [] if record_history else None
         self.records: list[FlowRecord] | None = [] if record_history else None
+        # Bound once: a callback per transfer would otherwise build a new method object each time.
+        self._start_cb = self._start_after_latency
+        self._wake_cb = self._on_wake
 
     # ---------------------------------------------------------------- public
 
@@ -176,17 +180,19 @@ class FlowNetwork:
         if route is None:
             route = self._route(src, dst)
         if size_bytes > 0 and route.links:
-            done = env.event()
-            if route.latency_s > 0:
+            done = Event(env)
+            latency_s = route.latency_s
+            if latency_s > 0:
                 # The transmission starts from the timer's callback: one process wake-up per
                 # transfer instead of two.
-                timer = env.timeout(route.latency_s, (route, 8.0 * size_bytes, done))
-                timer.callbacks.append(self._start_after_latency)
+                Timeout(env, latency_s, (route, 8.0 * size_bytes, done)).callbacks.append(
+                    self._start_cb
+                )
             else:
                 self._start(route, 8.0 * size_bytes, done)
             yield done
         elif route.latency_s > 0:
-            yield env.timeout(route.latency_s)
+            yield Timeout(env, route.latency_s)
         return route.path
 
     @property
@@ -232,8 +238,7 @@ class FlowNetwork:
     # ---------------------------------------------------------------- flow arrival / departure
 
     def _start_after_latency(self, event: simpy.Event) -> None:
-        route, size_bits, done = event.value
-        self._start(route, size_bits, done)
+        self._start(*event._value)
 
     def _start(self, route: _Route, size_bits: float, done: simpy.Event) -> None:
         now = self._env.now  # type: ignore[union-attr]
@@ -263,7 +268,7 @@ class FlowNetwork:
         self._reshare(seeds, now)
 
     def _on_wake(self, event: simpy.Event) -> None:
-        token, target = event.value
+        token, target = event._value
         if token != self._wake_token:
             return  # an earlier wake-up replaced this one
         now = self._env.now  # type: ignore[union-attr]
@@ -275,20 +280,23 @@ class FlowNetwork:
             if cls.alive and version == cls.version:
                 self._class_due(cls, now)
         self._waking = False
-        while due and not (due[0][2].alive and due[0][3] == due[0][2].version):
+        while due:
+            head = due[0]
+            cls = head[2]
+            if cls.alive and head[3] == cls.version:
+                self._set_wake(head[0], now)
+                return
             heappop(due)
-        if due:
-            self._set_wake(due[0][0], now)
-        else:
-            self._wake_at = math.inf
+        self._wake_at = math.inf
 
     def _set_wake(self, t: float, now: float) -> None:
         self._wake_at = t
         self._wake_token += 1
         env = self._env
         assert env is not None
-        timer = env.timeout(t - now if t > now else 0.0, (self._wake_token, t))
-        timer.callbacks.append(self._on_wake)
+        Timeout(env, t - now if t > now else 0.0, (self._wake_token, t)).callbacks.append(
+            self._wake_cb
+        )
 
     def _class_due(self, cls: _Class, now: float) -> None:
         """The time `cls` was armed for has come: finish its head flow(s) or re-aim."""
