@@ -14,20 +14,10 @@ import simpy
 
 from nmoe_sim.network.channel import Channel, NetworkModel
 from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, client_node
-from nmoe_sim.runtime.backend import Backend
+from nmoe_sim.runtime.backend import Backend, CompletedTask
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder
-
-
-class _Now:
-    """A result computed in the driver process (server-side work)."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def result(self) -> Any:
-        return self._value
 
 
 @dataclass
@@ -84,7 +74,7 @@ class World:
         )
 
     def server_work(self, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
-        return self.devices.work(SERVER, flops, lambda: _Now(fn(*args)))
+        return self.devices.work(SERVER, flops, lambda: CompletedTask.run(fn, *args))
 
     def run(self, process: Generator) -> Any:
         """Run one driver process to completion on this world's clock; returns its value."""

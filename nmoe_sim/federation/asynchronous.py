@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from nmoe_sim.federation.aggregate import Weights
+from nmoe_sim.federation.aggregate import Weights, weighted_average
 from nmoe_sim.federation.staleness import StalenessFn, constant
 from nmoe_sim.federation.sync import (
     LocalPlan,
@@ -61,16 +61,9 @@ class _ServerRule(Protocol):
 
 
 def mix(server: Weights, client: Weights, alpha: float) -> Weights:
-    """(1 - alpha) * server + alpha * client on floating tensors (in float64, cast back);
-    integer buffers keep the server's value, as `weighted_average` keeps the first model's."""
-    out: Weights = {}
-    for key, w in server.items():
-        if not torch.is_floating_point(w):
-            out[key] = w
-            continue
-        mixed = (1.0 - alpha) * w.to(torch.float64) + alpha * client[key].to(torch.float64)
-        out[key] = mixed.to(w.dtype)
-    return out
+    """(1 - alpha) * server + alpha * client: FedAvg's weighted mean of the two (integer buffers
+    keep the server's value)."""
+    return weighted_average([server, client], [1.0 - alpha, alpha])
 
 
 class _Mixing:

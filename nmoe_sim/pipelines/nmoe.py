@@ -185,10 +185,15 @@ class NmoePipeline:
         ctx = self.ctx
         serve_flops = ctx.spec.forward_flops("expert")
 
+        # Read each client's features once, not once per remote expert.
+        features = {
+            i: ctx.backend.submit(i, tasks.train_features, self.name).result()
+            for i in ctx.client_ids
+        }
+
         def pair(i: int, j: int) -> Generator:
-            feats = ctx.backend.submit(i, tasks.train_features, self.name).result()
             feats = yield world.channel.send(
-                client_node(i), client_node(j), feats, kind="features", stage="gate", round=0
+                client_node(i), client_node(j), features[i], kind="features", stage="gate", round=0
             )
             probs = yield from world.client_work(
                 j, serve_flops * ctx.num_train[i], tasks.serve_expert, self.name, feats

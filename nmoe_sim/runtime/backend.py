@@ -28,12 +28,18 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class _Done:
-    """A task that already ran (in-process execution is eager and sequential)."""
+class CompletedTask:
+    """A task that already ran in this process (eagerly), with its host wall time."""
 
     def __init__(self, value: Any, wall_time_s: float) -> None:
         self._value = value
         self.wall_time_s = wall_time_s
+
+    @classmethod
+    def run(cls, fn: Callable[..., Any], *args: Any) -> CompletedTask:
+        start = time.perf_counter()
+        value = fn(*args)
+        return cls(value, time.perf_counter() - start)
 
     def result(self) -> Any:
         return self._value
@@ -45,10 +51,8 @@ class InProcessBackend:
     def __init__(self, factory: Callable[[int], ClientState], client_ids: Iterable[int]) -> None:
         self.states = {cid: factory(cid) for cid in client_ids}
 
-    def submit(self, client_id: int, fn: Callable[..., R], *args: Any) -> _Done:
-        start = time.perf_counter()
-        value = fn(self.states[client_id], *args)
-        return _Done(value, time.perf_counter() - start)
+    def submit(self, client_id: int, fn: Callable[..., R], *args: Any) -> CompletedTask:
+        return CompletedTask.run(fn, self.states[client_id], *args)
 
     def close(self) -> None:
         self.states.clear()
