@@ -29,7 +29,6 @@ class World:
     log: MethodLog
     recorder: Recorder
     progress: RunProgress
-    seed: int
 
     @classmethod
     def create(
@@ -53,7 +52,6 @@ class World:
             log=log,
             recorder=recorder,
             progress=progress,
-            seed=seed,
         )
 
     def client_work(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -52,7 +52,6 @@ class RunContext:
     recorder: Recorder
     progress: RunProgress
     device: str
-    results: dict[str, MethodResult] = field(default_factory=dict)
 
     def world(self, log: MethodLog, start_s: float = 0.0) -> World:
         return World.create(
