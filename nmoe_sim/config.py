@@ -212,9 +212,51 @@ class FederationConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    backend: Literal["inprocess"] = "inprocess"
+    """Where client work runs: in this process (debugging, fast tests) or in Ray actors."""
+
+    backend: Literal["inprocess", "ray"] = "inprocess"
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    torch_threads: int | None = Field(None, ge=1, description="default: all cores")
+    torch_threads: int | None = Field(
+        None, ge=1, description="threads of this process (inprocess); default: all cores"
+    )
+    cpus_per_client: float = Field(
+        1.0, gt=0, description="ray: CPUs reserved by each actor (one client task at a time)"
+    )
+    gpus_per_client: float = Field(
+        0.0, ge=0, description="ray: GPU share of each actor, e.g. 0.25 puts four on one GPU"
+    )
+    max_actors: int | None = Field(
+        None, ge=1, description="ray: actors hosting the clients; default: what the cluster fits"
+    )
+    ray_address: str | None = Field(
+        None, description="ray: join this cluster (e.g. ray://host:10001 or auto); default: local"
+    )
+    dashboard: bool = Field(False, description="ray: start the dashboard with a local cluster")
+
+    @model_validator(mode="after")
+    def _ray_only_keys(self) -> RuntimeConfig:
+        if self.backend != "ray":
+            set_ray_keys = [
+                k
+                for k in ("gpus_per_client", "max_actors", "ray_address", "dashboard")
+                if getattr(self, k) != type(self).model_fields[k].default
+            ]
+            if set_ray_keys:
+                raise ValueError(
+                    f"runtime.{set_ray_keys[0]}: only used with runtime.backend: ray "
+                    f"(got backend {self.backend!r}); set runtime.backend=ray or drop the key"
+                )
+        if self.backend == "ray" and self.device == "cuda" and self.gpus_per_client == 0:
+            raise ValueError(
+                "runtime.device: cuda with the ray backend needs runtime.gpus_per_client > 0 "
+                "(actors see only the GPUs they hold); set it, e.g. 0.25, or use device auto"
+            )
+        if self.gpus_per_client > 1 and not self.gpus_per_client.is_integer():
+            raise ValueError(
+                f"runtime.gpus_per_client: {self.gpus_per_client} is neither a fraction of one "
+                "GPU nor a whole number of GPUs; use e.g. 0.25 or 2"
+            )
+        return self
 
 
 class OutputConfig(_Strict):

@@ -16,7 +16,6 @@ import torch
 from nmoe_sim.config import Scenario, ScenarioError
 from nmoe_sim.data import class_counts, client_test_indices, load_dataset, partition_indices
 from nmoe_sim.data.sources import ImageDataset
-from nmoe_sim.learning.client import ClientState
 from nmoe_sim.learning.evaluate import Evaluator
 from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
@@ -25,7 +24,8 @@ from nmoe_sim.network.devices import DeviceProfile
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.nmoe import NmoePipeline
-from nmoe_sim.runtime.backend import InProcessBackend
+from nmoe_sim.runtime import make_backend
+from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
@@ -65,14 +65,6 @@ class Population:
 def default_out_dir(scenario: Scenario) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scenario.name}-{stamp}"
-
-
-def resolve_device(choice: str) -> str:
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ScenarioError("runtime.device: cuda, but no CUDA device is visible; use cpu or auto")
-    return choice
 
 
 def build_population(scenario: Scenario) -> Population:
@@ -167,52 +159,37 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     dataset = population.dataset
     spec = model_spec(scenario, dataset)
     client_ids = list(range(scenario.clients.count))
+    sizes = [len(p) for p in population.train_parts]
     # Client train data in client order, so the centralized baseline can upload each client's
     # slice and the clients' states share storage with it.
     order = np.concatenate(population.train_parts)
     train_x, train_y = dataset.train_x[order], dataset.train_y[order]
-    bounds = np.cumsum([0] + [len(p) for p in population.train_parts])
-
-    def make_client(cid: int) -> ClientState:
-        lo, hi = bounds[cid], bounds[cid + 1]
-        return ClientState(cid, spec, train_x[lo:hi], train_y[lo:hi], device)
-
-    backend = InProcessBackend(make_client, client_ids)
+    factory = ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
     recorder = Recorder()
-    results: dict[str, MethodResult] = {}
-    with RunProgress(progress_steps(scenario), console) as progress:
-        ctx = RunContext(
-            scenario=scenario,
-            spec=spec,
-            client_ids=client_ids,
-            num_train={c: len(p) for c, p in enumerate(population.train_parts)},
-            train_x=train_x,
-            train_y=train_y,
-            backend=backend,
-            evaluator=Evaluator(
-                dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
-            ),
-            make_network=network.make_network,
-            neighbours=network.neighbours,
-            devices=device_profile(scenario, network.device_classes),
-            recorder=recorder,
-            progress=progress,
-            device=device,
-        )
-        for name in BASELINES:
-            if name in scenario.methods:
-                results[name] = BASELINE_RUNNERS[name](ctx)
-        for extractor in EXTRACTORS:
-            wanted = [parse_nmoe(m) for m in scenario.methods if m.startswith(f"nmoe/{extractor}/")]
-            if not wanted:
-                continue
-            pipeline = NmoePipeline(ctx, extractor)
-            pipeline.train_shared()
-            for method in wanted:
-                results[method.name] = (
-                    pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
-                )
-    backend.close()
+    backend = make_backend(scenario.runtime, factory, client_ids)
+    try:
+        with RunProgress(progress_steps(scenario), console) as progress:
+            ctx = RunContext(
+                scenario=scenario,
+                spec=spec,
+                client_ids=client_ids,
+                num_train=dict(enumerate(sizes)),
+                train_x=train_x,
+                train_y=train_y,
+                backend=backend,
+                evaluator=Evaluator(
+                    dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
+                ),
+                make_network=network.make_network,
+                neighbours=network.neighbours,
+                devices=device_profile(scenario, network.device_classes),
+                recorder=recorder,
+                progress=progress,
+                device=device,
+            )
+            results = run_methods(ctx)
+    finally:
+        backend.close()
     summary = build_summary(scenario, dataset, results, time.perf_counter() - wall_start)
     write_run(
         out_dir,
@@ -226,6 +203,26 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         plots=scenario.output.plots,
     )
     return summary
+
+
+def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
+    """Baselines first, then each extractor's NMoE pipeline and its gating branches."""
+    methods = ctx.scenario.methods
+    results: dict[str, MethodResult] = {}
+    for name in BASELINES:
+        if name in methods:
+            results[name] = BASELINE_RUNNERS[name](ctx)
+    for extractor in EXTRACTORS:
+        wanted = [parse_nmoe(m) for m in methods if m.startswith(f"nmoe/{extractor}/")]
+        if not wanted:
+            continue
+        pipeline = NmoePipeline(ctx, extractor)
+        pipeline.train_shared()
+        for method in wanted:
+            results[method.name] = (
+                pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
+            )
+    return results
 
 
 def build_summary(

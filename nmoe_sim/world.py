@@ -13,11 +13,11 @@ from typing import Any
 import simpy
 
 from nmoe_sim.network.channel import Channel, NetworkModel
-from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, client_node
-from nmoe_sim.runtime.backend import Backend, CompletedTask
+from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, TaskDropped, client_node
+from nmoe_sim.runtime.backend import Backend, CompletedTask, HostLost, TaskHandle
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.progress import RunProgress
-from nmoe_sim.telemetry.records import MethodLog, Recorder
+from nmoe_sim.telemetry.records import MethodLog, Recorder, TaskRecord
 
 
 @dataclass
@@ -64,15 +64,45 @@ class World:
     ) -> Generator:
         """Run `fn(state, *args)` on a client's device for the modelled time; returns its result.
         With `may_drop` (federated tasks) the task can be lost: `TaskDropped` is raised."""
-        return self.devices.work(
-            client_node(client_id),
-            flops,
-            lambda: self.backend.submit(client_id, fn, *args),
-            may_drop=may_drop,
-        )
+        node = client_node(client_id)
+        task = _TaskRun(node)
+
+        def dispatch() -> _TaskRun:
+            task.started(
+                self.env.now, self.backend.submit(client_id, fn, *args, droppable=may_drop)
+            )
+            return task
+
+        try:
+            result = yield from self.devices.work(node, flops, dispatch, may_drop=may_drop)
+        except TaskDropped as exc:
+            self._record_task(task, fn, exc.reason)
+            raise
+        self._record_task(task, fn, "done")
+        return result
 
     def server_work(self, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
-        return self.devices.work(SERVER, flops, lambda: CompletedTask.run(fn, *args))
+        task = _TaskRun(SERVER)
+
+        def dispatch() -> _TaskRun:
+            task.started(self.env.now, CompletedTask.run(fn, *args))
+            return task
+
+        result = yield from self.devices.work(SERVER, flops, dispatch)
+        self._record_task(task, fn, "done")
+        return result
+
+    def _record_task(self, task: _TaskRun, fn: Callable[..., Any], status: str) -> None:
+        self.log.record_task(
+            TaskRecord(
+                node=task.node,
+                task=getattr(fn, "__name__", type(fn).__name__),
+                t_start_s=task.t_start_s,
+                t_end_s=self.env.now,
+                host_wall_s=task.host_wall_s,
+                status=status,
+            )
+        )
 
     def run(self, process: Generator) -> Any:
         """Run one driver process to completion on this world's clock; returns its value."""
@@ -84,3 +114,27 @@ class World:
         self, stage: str, round: int, accuracy: float | None, loss: float | None = None
     ) -> None:
         self.recorder.metric(self.log, stage, round, self.env.now, accuracy, loss)
+
+
+class _TaskRun:
+    """A dispatched task as the device model sees it: when it started, and its handle, whose
+    loss of host becomes a dropped task."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.t_start_s = float("nan")
+        self.host_wall_s = float("nan")
+        self._handle: TaskHandle[Any] | None = None
+
+    def started(self, now: float, handle: TaskHandle[Any]) -> None:
+        self.t_start_s = now
+        self._handle = handle
+
+    def result(self) -> Any:
+        assert self._handle is not None, "result() before dispatch"
+        try:
+            value = self._handle.result()
+        except HostLost:
+            raise TaskDropped(self.node, "host_lost") from None
+        self.host_wall_s = self._handle.wall_time_s
+        return value

@@ -295,3 +295,10 @@ def adopt_gate(state: ClientState, method: str, weights: Weights) -> None:
 def trunk_only(weights: Weights) -> Weights:
     """The part of the gate FedGate shares."""
     return {k: v for k, v in weights.items() if k.startswith(TRUNK_PREFIX)}
+
+
+# Tasks that only read a client's state. A host that lost its memory rebuilds a client by
+# replaying the client's other tasks in order; these need no replay.
+READ_ONLY_TASKS = frozenset(
+    {fit_classifier, fit_contrastive, expert_weights, train_features, serve_expert, gate_weights}
+)

@@ -18,7 +18,8 @@ def client_node(client_id: int) -> str:
 
 class TaskDropped(Exception):
     """A client's task was lost, decided when the task ends: `reason` is "dropout" (a random
-    loss) or "offline" (the client's availability window had closed)."""
+    loss), "offline" (the client's availability window had closed) or "host_lost" (the process
+    really computing it died)."""
 
     def __init__(self, node: str, reason: str) -> None:
         super().__init__(f"task on {node} dropped ({reason})")

@@ -1,8 +1,11 @@
 """The execution-backend interface and its in-process implementation.
 
 A backend hosts client states and runs tasks `fn(state, *args)` against them. It says *where*
-work runs; drivers say *when*; the task functions say *what*. A Ray backend implements the same
-two methods with actors holding the states.
+work runs; drivers say *when*; the task functions say *what*. `RayBackend` (ray_backend.py)
+implements the same interface with actors holding the states.
+
+Arguments handed to `submit` are treated as immutable from then on: a backend may share one
+copy of an argument between all the tasks that receive the same object.
 """
 
 from __future__ import annotations
@@ -16,14 +19,34 @@ from nmoe_sim.learning.client import ClientState
 R = TypeVar("R")
 
 
-class TaskHandle(Protocol[R]):
-    wall_time_s: float
+class HostLost(RuntimeError):
+    """The process hosting a client died while running a droppable task; the task is lost.
 
+    The backend has already restored the client's state on a restarted host: the caller only
+    decides what the loss means (a federated update is recorded as dropped).
+    """
+
+    def __init__(self, client_id: int, detail: str) -> None:
+        super().__init__(f"client {client_id}: host lost ({detail})")
+        self.client_id = client_id
+
+
+class TaskHandle(Protocol[R]):
     def result(self) -> R: ...
+
+    @property
+    def wall_time_s(self) -> float:
+        """Host seconds the task computed for; valid once `result()` returned."""
+        ...
 
 
 class Backend(Protocol):
-    def submit(self, client_id: int, fn: Callable[..., R], *args: Any) -> TaskHandle[R]: ...
+    def submit(
+        self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False
+    ) -> TaskHandle[R]:
+        """Start `fn(state_of(client_id), *args)`. If its host dies, a `droppable` task raises
+        `HostLost` from `result()`; any other task is run again on the restarted host."""
+        ...
 
     def close(self) -> None: ...
 
@@ -51,7 +74,9 @@ class InProcessBackend:
     def __init__(self, factory: Callable[[int], ClientState], client_ids: Iterable[int]) -> None:
         self.states = {cid: factory(cid) for cid in client_ids}
 
-    def submit(self, client_id: int, fn: Callable[..., R], *args: Any) -> CompletedTask:
+    def submit(
+        self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False
+    ) -> CompletedTask:
         return CompletedTask.run(fn, self.states[client_id], *args)
 
     def close(self) -> None:

@@ -43,6 +43,15 @@ UPDATE_COLUMNS = (
     "status",
     "reason",
 )
+TASK_COLUMNS = (
+    "method",
+    "node",
+    "task",
+    "t_start_s",
+    "t_end_s",
+    "host_wall_s",
+    "status",
+)
 ROUND_COLUMNS = (
     "method",
     "stage",
@@ -90,6 +99,20 @@ class RoundRecord:
     closed_by: str
 
 
+@dataclass(frozen=True)
+class TaskRecord:
+    """One piece of compute on a simulated device: its simulated span beside the host seconds
+    it really took. `status` is "done" or why its result was lost ("dropout", "offline",
+    "host_lost"); `host_wall_s` is NaN when the host died before answering."""
+
+    node: str
+    task: str
+    t_start_s: float
+    t_end_s: float
+    host_wall_s: float
+    status: str
+
+
 @dataclass
 class MethodLog:
     """The trace sink of one pipeline. NMoE methods branch from their extractor's pipeline
@@ -100,6 +123,7 @@ class MethodLog:
     transfers: list[TransferRecord] = field(default_factory=list)
     updates: list[UpdateRecord] = field(default_factory=list)
     rounds: list[RoundRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
     stage_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     wall_start: float = field(default_factory=time.perf_counter)
     wall_time_s: float = 0.0
@@ -113,6 +137,9 @@ class MethodLog:
 
     def record_round(self, record: RoundRecord) -> None:
         self.rounds.append(record)
+
+    def record_task(self, record: TaskRecord) -> None:
+        self.tasks.append(record)
 
     def lineage(self) -> list[MethodLog]:
         chain = [self]
@@ -215,6 +242,11 @@ class Recorder:
                 row["round"],
             )
         )
+        return rows
+
+    def task_rows(self) -> list[dict[str, object]]:
+        rows = [{"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.tasks]
+        rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["node"], row["t_end_s"]))
         return rows
 
     def round_rows(self) -> list[dict[str, object]]:

@@ -22,6 +22,7 @@ from nmoe_sim.telemetry.plots import gating_heatmap
 from nmoe_sim.telemetry.records import (
     METRIC_COLUMNS,
     ROUND_COLUMNS,
+    TASK_COLUMNS,
     TRACE_COLUMNS,
     UPDATE_COLUMNS,
     Recorder,
@@ -87,6 +88,9 @@ def write_run(
         )
         pd.DataFrame(recorder.round_rows(), columns=list(ROUND_COLUMNS)).to_csv(
             staging / "rounds.csv", index=False
+        )
+        pd.DataFrame(recorder.task_rows(), columns=list(TASK_COLUMNS)).to_csv(
+            staging / "tasks.csv", index=False
         )
         partition.to_csv(staging / "partition.csv", index=False)
         if heatmaps:

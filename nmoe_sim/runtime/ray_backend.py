@@ -1,0 +1,288 @@
+"""Client hosts as Ray actors: many clients per actor, results taken only when asked for.
+
+Each actor (`ClientHost`) holds the states of the clients assigned to it and runs their tasks
+one at a time, with the CPUs (or GPU share) one client needs. Dispatch never waits: `submit`
+sends the task and returns; `result()` blocks only when the simulated clock says the task has
+finished, so tasks that overlap in simulated time compute in parallel on the actors.
+
+Shared arguments (global weights broadcast to a round's clients) go into the object store once
+per object, not once per client.
+
+Faults: an actor that dies is restarted by Ray with an empty memory. The backend keeps, per
+actor, the log of state-changing tasks that completed, replays it on the new incarnation to
+rebuild every client it hosts, then either reports the lost task (`HostLost`, droppable tasks)
+or runs it again. Tasks carry the incarnation they were meant for, so a task that reaches a
+restarted actor before its replay is refused, not run on an empty state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.exceptions import RayActorError
+
+from nmoe_sim.config import RuntimeConfig, ScenarioError
+from nmoe_sim.learning.client import READ_ONLY_TASKS
+from nmoe_sim.runtime.backend import HostLost
+from nmoe_sim.runtime.hosting import ClientFactory
+
+# Planning figure for one actor: torch imported plus a few clients' state (about 0.5 GiB seen).
+ACTOR_MEMORY_BYTES = 768 * 2**20
+MAX_RESTARTS = 3
+RESTART_WAIT_S = 120.0
+SHARED_ARGS_KEPT = 64
+
+
+class StaleHost(RuntimeError):
+    """A task reached an actor incarnation other than the one it was sent to."""
+
+
+class ClientHost:
+    """The actor: states of its clients, and a way to run a task against one of them."""
+
+    def __init__(self, factory: list[ray.ObjectRef], client_ids: list[int], threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.incarnation = uuid.uuid4().hex
+        # The factory comes wrapped in a list: a reference the driver keeps alive, fetched here,
+        # so a restarted actor can fetch it again.
+        build: ClientFactory = ray.get(factory[0])
+        self.states = {cid: build(cid) for cid in client_ids}
+
+    def ready(self) -> str:
+        return self.incarnation
+
+    def run(
+        self, incarnation: str, cid: int, fn: Callable[..., Any], *args: Any
+    ) -> tuple[Any, float]:
+        if incarnation != self.incarnation:
+            raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
+        start = time.perf_counter()
+        value = fn(self.states[cid], *args)
+        return value, time.perf_counter() - start
+
+    def placement(self) -> dict[str, Any]:
+        """Where this actor landed and what it holds (for tests and diagnostics)."""
+        ctx = ray.get_runtime_context()
+        return {
+            "node_id": ctx.get_node_id(),
+            "pid": os.getpid(),
+            "resources": ctx.get_assigned_resources(),
+            "gpu_ids": ray.get_gpu_ids(),
+            "torch_threads": torch.get_num_threads(),
+            "clients": sorted(self.states),
+            "devices": sorted({s.device for s in self.states.values()}),
+        }
+
+
+@dataclass
+class _Done:
+    """A state-changing task in an actor's replay log; `ref` until its outcome is known."""
+
+    cid: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    ref: ray.ObjectRef | None
+
+
+class RayBackend:
+    def __init__(
+        self,
+        factory: ClientFactory,
+        client_ids: Iterable[int],
+        runtime: RuntimeConfig,
+    ) -> None:
+        client_ids = list(client_ids)
+        self._owns_ray = connect(runtime)
+        try:
+            count = actor_count(runtime, len(client_ids), ray.cluster_resources())
+            self.slot_of = {cid: i % count for i, cid in enumerate(client_ids)}
+            host = ray.remote(ClientHost).options(
+                num_cpus=runtime.cpus_per_client,
+                num_gpus=runtime.gpus_per_client,
+                max_restarts=MAX_RESTARTS,
+                max_task_retries=0,
+            )
+            threads = max(1, int(runtime.cpus_per_client))
+            # The data once in the object store, shared zero-copy by the actors.
+            self._factory_ref = ray.put(factory)
+            self.actors = [
+                host.remote(
+                    [self._factory_ref], [c for c in client_ids if self.slot_of[c] == s], threads
+                )
+                for s in range(count)
+            ]
+            self._incarnation = ray.get([a.ready.remote() for a in self.actors])
+        except BaseException:
+            self.close()
+            raise
+        self._replay_log: list[list[_Done]] = [[] for _ in self.actors]
+        self._shared: OrderedDict[int, tuple[Any, ray.ObjectRef]] = OrderedDict()
+
+    # The Backend interface ------------------------------------------------------------------
+
+    def submit(
+        self, client_id: int, fn: Callable[..., Any], *args: Any, droppable: bool = False
+    ) -> RayTask:
+        shared = tuple(self._share(a) for a in args)
+        return RayTask(self, client_id, fn, shared, droppable)
+
+    def close(self) -> None:
+        for actor in getattr(self, "actors", []):
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+
+    # Inside ---------------------------------------------------------------------------------
+
+    def placements(self) -> list[dict[str, Any]]:
+        return ray.get([a.placement.remote() for a in self.actors])
+
+    def _send(self, cid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> ray.ObjectRef:
+        slot = self.slot_of[cid]
+        ref = self.actors[slot].run.remote(self._incarnation[slot], cid, fn, *args)
+        if fn not in READ_ONLY_TASKS:
+            self._replay_log[slot].append(_Done(cid, fn, args, ref))
+        return ref
+
+    def _share(self, arg: Any) -> Any:
+        """Weights and tensors go to the object store once per object (tasks get the value)."""
+        if not isinstance(arg, dict | torch.Tensor | np.ndarray):
+            return arg
+        key = id(arg)
+        if key in self._shared:
+            self._shared.move_to_end(key)
+            return self._shared[key][1]
+        # Holding the object keeps its id from being reused while it is cached.
+        self._shared[key] = (arg, ray.put(arg))
+        if len(self._shared) > SHARED_ARGS_KEPT:
+            self._shared.popitem(last=False)
+        return self._shared[key][1]
+
+    def _recover(self, slot: int) -> None:
+        """Wait for the actor's restart; if it is a new incarnation, rebuild its clients."""
+        incarnation = self._wait_restarted(slot)
+        if incarnation == self._incarnation[slot]:
+            return  # already rebuilt for this incarnation
+        kept = []
+        for done in self._replay_log[slot]:
+            if done.ref is not None:
+                try:
+                    ray.get(done.ref)
+                except (RayActorError, StaleHost):
+                    continue  # lost with the old incarnation, or refused by the new one
+                done.ref = None
+            kept.append(done)
+        self._replay_log[slot] = kept
+        self._incarnation[slot] = incarnation
+        actor = self.actors[slot]
+        ray.get([actor.run.remote(incarnation, d.cid, d.fn, *d.args) for d in kept])
+
+    def _wait_restarted(self, slot: int) -> str:
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:
+            try:
+                return ray.get(self.actors[slot].ready.remote())
+            except RayActorError as exc:
+                if time.monotonic() > deadline or "restart" not in str(exc).lower():
+                    dead = exc
+                    break
+                time.sleep(0.2)
+        raise RuntimeError(
+            f"the Ray actor hosting clients "
+            f"{sorted(c for c, s in self.slot_of.items() if s == slot)} died and was not "
+            f"restarted (at most {MAX_RESTARTS} restarts): {dead}"
+        ) from None
+
+
+class RayTask:
+    """A task sent to its client's actor; `result()` waits for it (and handles a lost host)."""
+
+    def __init__(
+        self,
+        backend: RayBackend,
+        cid: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        droppable: bool,
+    ) -> None:
+        self._backend, self._cid, self._fn, self._args = backend, cid, fn, args
+        self._droppable = droppable
+        self._ref = backend._send(cid, fn, args)
+        self._value: Any = None
+        self._done = False
+        self.wall_time_s = float("nan")
+
+    def result(self) -> Any:
+        while not self._done:
+            slot = self._backend.slot_of[self._cid]
+            try:
+                self._value, self.wall_time_s = ray.get(self._ref)
+                self._done = True
+            except StaleHost:
+                self._backend._recover(slot)  # never ran: send it again
+                self._ref = self._backend._send(self._cid, self._fn, self._args)
+            except RayActorError as exc:
+                self._backend._recover(slot)
+                if self._droppable:
+                    raise HostLost(self._cid, type(exc).__name__) from None
+                self._ref = self._backend._send(self._cid, self._fn, self._args)
+        return self._value
+
+
+def connect(runtime: RuntimeConfig) -> bool:
+    """Join `runtime.ray_address`, or start a local Ray; True when we started it (and so shut it
+    down). A Ray already initialised in this process (tests, notebooks) is used as it is."""
+    if ray.is_initialized():
+        return False
+    address = runtime.ray_address
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    common: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ScenarioError(
+                f"runtime.ray_address: cannot join the Ray cluster at {address!r} ({exc}); "
+                "check `ray status` on its head node, or drop the address to run locally"
+            ) from None
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=runtime.dashboard, **common)
+    return True
+
+
+def actor_count(runtime: RuntimeConfig, clients: int, resources: dict[str, float]) -> int:
+    """How many actors host the clients: `max_actors`, or as many as the cluster's CPUs, GPUs
+    and memory fit (never more than there are clients)."""
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    fits = [math.floor(cpus / runtime.cpus_per_client + 1e-9)]
+    if runtime.gpus_per_client > 0:
+        fits.append(math.floor(gpus / runtime.gpus_per_client + 1e-9))
+    if "memory" in resources:
+        fits.append(max(1, int(resources["memory"] // ACTOR_MEMORY_BYTES)))
+    fit = min(fits)
+    have = f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs"
+    if fit < 1:
+        raise ScenarioError(
+            f"runtime: one client actor needs {runtime.cpus_per_client:g} CPUs and "
+            f"{runtime.gpus_per_client:g} GPUs but {have}; lower runtime.cpus_per_client / "
+            "runtime.gpus_per_client"
+        )
+    if runtime.max_actors is not None and runtime.max_actors > fit:
+        raise ScenarioError(
+            f"runtime.max_actors: {runtime.max_actors} actors do not fit ({have}; each takes "
+            f"{runtime.cpus_per_client:g} CPUs, {runtime.gpus_per_client:g} GPUs); "
+            f"use at most {fit}"
+        )
+    return min(clients, runtime.max_actors or fit)
