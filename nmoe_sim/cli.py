@@ -31,6 +31,20 @@ SetOpt = typer.Option(
     [], "--set", help="override a key by dotted path, e.g. --set partition.alpha=0.1 (repeatable)"
 )
 SeedOpt = typer.Option(None, "--seed", help="override the scenario's seed")
+RayAddressOpt = typer.Option(
+    None,
+    "--ray-address",
+    help="run the clients on this Ray cluster (implies runtime.backend=ray), e.g. auto or "
+    "ray://head:10001",
+)
+
+
+def _ray_overrides(address: str | None) -> list[str]:
+    """--ray-address as scenario overrides; quoted so YAML keeps any address a string."""
+    if address is None:
+        return []
+    quoted = address.replace("'", "''")
+    return ["runtime.backend=ray", f"runtime.ray_address='{quoted}'"]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -80,12 +94,13 @@ def run(
     out_dir: Path | None = typer.Option(None, "--out", help="run directory (must not exist)"),
     set_: list[str] = SetOpt,
     seed: int | None = SeedOpt,
+    ray_address: str | None = RayAddressOpt,
 ):
     """Run every method of a scenario and write its run directory."""
     # Imported here so `validate` and `--help` stay fast (torch is heavy).
     from nmoe_sim.engine import default_out_dir, run_scenario
 
-    sc = _load(scenario, set_, seed)
+    sc = _load(scenario, [*set_, *_ray_overrides(ray_address)], seed)
     target = out_dir or sc.output.dir or default_out_dir(sc)
     with _run_errors("interrupted; no run directory was written"):
         summary = run_scenario(sc, target, err)
@@ -103,8 +118,9 @@ def sweep(
     set_: list[str] = SetOpt,
     seed: int | None = SeedOpt,
     jobs: int | None = typer.Option(
-        None, "--jobs", min=1, help="points run at once (default: cores)"
+        None, "--jobs", min=1, help="points run at once (default: cores; 1 with the ray backend)"
     ),
+    ray_address: str | None = RayAddressOpt,
 ):
     """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv."""
     from nmoe_sim.engine import default_out_dir
@@ -112,7 +128,7 @@ def sweep(
 
     try:
         axes = [parse_grid(g) for g in grid]
-        points = plan_sweep(scenario, axes, set_, seed)
+        points = plan_sweep(scenario, axes, [*set_, *_ray_overrides(ray_address)], seed)
     except ScenarioError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     target = out_dir or default_out_dir(points[0].scenario).with_name(

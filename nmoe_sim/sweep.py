@@ -111,6 +111,8 @@ def run_sweep(points: Sequence[SweepPoint], out_dir: Path, jobs: int | None = No
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
+    if jobs is None and any(p.scenario.runtime.backend == "ray" for p in points):
+        jobs = 1  # each point's actors already take the cluster's CPUs
     jobs = max(1, min(jobs or cores, len(points), cores))
     threads = max(1, cores // jobs)
     if jobs == 1:

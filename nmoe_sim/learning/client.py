@@ -287,9 +287,12 @@ def gate_weights(state: ClientState, method: str) -> Weights | None:
     return state.gates.get(method)
 
 
-def adopt_gate(state: ClientState, method: str, weights: Weights) -> None:
-    """Take received gate weights (all of them, or FedGate's trunk) over this client's copy."""
-    state.gates[method] = {**state.gates.get(method, {}), **weights}
+def adopt_gate(
+    state: ClientState, method: str, weights: Weights, base: Weights | None = None
+) -> None:
+    """Take received gate weights (all of them, or FedGate's trunk) over this client's copy, or
+    over `base` if the client holds none yet."""
+    state.gates[method] = {**(state.gates.get(method) or base or {}), **weights}
 
 
 def trunk_only(weights: Weights) -> Weights:

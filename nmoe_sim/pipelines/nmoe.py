@@ -145,7 +145,7 @@ class NmoePipeline:
 
     def _gate_routings(self, method: str, fallback: Weights | None = None) -> list[torch.Tensor]:
         """Each client's gate routing on the test features; a client holding no gate yet (mid
-        random walk) is scored with `fallback`, the walking gate."""
+        random walk, or not yet selected by FedGate) is scored with `fallback`."""
         ctx = self.ctx
         k = ctx.scenario.stages.gate.top_k
         routings = []
@@ -234,21 +234,21 @@ class NmoePipeline:
             ctx.progress.advance()
 
         def fedgate() -> Generator:
-            initial = tasks.trunk_only(
-                tasks.fresh_weights(ctx.spec.build_gate(), ctx.seed(method.name, "init"))
-            )
+            # A client not selected yet has no output layer of its own: it uses the initial one
+            # under the current trunk (with partial participation some never train).
+            initial = tasks.fresh_weights(ctx.spec.build_gate(), ctx.seed(method.name, "init"))
             final = yield from federate(
                 ctx,
                 world,
                 stage="gate",
                 rounds=cfg.rounds,
-                initial=initial,
+                initial=tasks.trunk_only(initial),
                 share=tasks.trunk_only,
                 plan=gate_plan,
-                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups)),
+                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups), {**initial, **w}),
             )
             for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
-                ctx.backend.submit(cid, tasks.adopt_gate, method.name, final).result()
+                ctx.backend.submit(cid, tasks.adopt_gate, method.name, final, initial).result()
 
         def passing() -> Generator:
             steps = cfg.rounds * n_clients

@@ -9,10 +9,12 @@ Shared arguments (global weights broadcast to a round's clients) go into the obj
 per object, not once per client.
 
 Faults: an actor that dies is restarted by Ray with an empty memory. The backend keeps, per
-actor, the log of state-changing tasks that completed, replays it on the new incarnation to
-rebuild every client it hosts, then either reports the lost task (`HostLost`, droppable tasks)
-or runs it again. Tasks carry the incarnation they were meant for, so a task that reaches a
-restarted actor before its replay is refused, not run on an empty state.
+actor, the log of state-changing tasks that completed, and replays it on the new incarnation
+to rebuild every client it hosts. An actor runs its tasks one at a time in the order sent, so
+the first unfinished one was running when it died: that task is lost (`HostLost` if droppable,
+else run again); tasks queued behind it never started and are simply sent again. Tasks carry
+the incarnation they were meant for, so a task that reaches a restarted actor before its
+replay is refused, not run on an empty state.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ class RayBackend:
             self.close()
             raise
         self._replay_log: list[list[_Done]] = [[] for _ in self.actors]
+        # Per actor, the tasks sent and not yet collected, in the order sent.
+        self._unsettled: list[dict[str, ray.ObjectRef]] = [{} for _ in self.actors]
+        self._lost: set[str] = set()  # tasks that were running when their actor died
         self._shared: OrderedDict[int, tuple[Any, ray.ObjectRef]] = OrderedDict()
 
     # The Backend interface ------------------------------------------------------------------
@@ -152,9 +157,16 @@ class RayBackend:
     def _send(self, cid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> ray.ObjectRef:
         slot = self.slot_of[cid]
         ref = self.actors[slot].run.remote(self._incarnation[slot], cid, fn, *args)
+        self._unsettled[slot][ref.hex()] = ref
         if fn not in READ_ONLY_TASKS:
             self._replay_log[slot].append(_Done(cid, fn, args, ref))
         return ref
+
+    def _settled(self, cid: int, ref: ray.ObjectRef) -> None:
+        self._unsettled[self.slot_of[cid]].pop(ref.hex(), None)
+
+    def _was_running(self, ref: ray.ObjectRef) -> bool:
+        return ref.hex() in self._lost
 
     def _share(self, arg: Any) -> Any:
         """Weights and tensors go to the object store once per object (tasks get the value)."""
@@ -171,10 +183,22 @@ class RayBackend:
         return self._shared[key][1]
 
     def _recover(self, slot: int) -> None:
-        """Wait for the actor's restart; if it is a new incarnation, rebuild its clients."""
+        """Wait for the actor's restart; if it is a new incarnation, find the task that was
+        running when the old one died and rebuild the actor's clients."""
         incarnation = self._wait_restarted(slot)
         if incarnation == self._incarnation[slot]:
             return  # already rebuilt for this incarnation
+        victim_found = False
+        for key, ref in list(self._unsettled[slot].items()):
+            try:
+                ray.get(ref)
+            except RayActorError:
+                if not victim_found:
+                    self._lost.add(key)
+                    victim_found = True
+                self._unsettled[slot].pop(key)
+            except StaleHost:
+                self._unsettled[slot].pop(key)
         kept = []
         for done in self._replay_log[slot]:
             if done.ref is not None:
@@ -225,19 +249,21 @@ class RayTask:
         self.wall_time_s = float("nan")
 
     def result(self) -> Any:
+        backend = self._backend
         while not self._done:
-            slot = self._backend.slot_of[self._cid]
+            slot = backend.slot_of[self._cid]
             try:
                 self._value, self.wall_time_s = ray.get(self._ref)
                 self._done = True
+                backend._settled(self._cid, self._ref)
             except StaleHost:
-                self._backend._recover(slot)  # never ran: send it again
-                self._ref = self._backend._send(self._cid, self._fn, self._args)
+                backend._recover(slot)  # it never ran: send it again
+                self._ref = backend._send(self._cid, self._fn, self._args)
             except RayActorError as exc:
-                self._backend._recover(slot)
-                if self._droppable:
+                backend._recover(slot)
+                if self._droppable and backend._was_running(self._ref):
                     raise HostLost(self._cid, type(exc).__name__) from None
-                self._ref = self._backend._send(self._cid, self._fn, self._args)
+                self._ref = backend._send(self._cid, self._fn, self._args)
         return self._value
 
 
