@@ -111,6 +111,36 @@ def _scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
             id="set-unknown-key",
         ),
         pytest.param(BASE, ["--seed", "-1"], ["seed:", "(got -1)"], id="seed-negative"),
+        pytest.param(
+            BASE + "runtime: {max_actors: 4}\n",
+            [],
+            ["runtime.max_actors: only used with runtime.backend: ray"],
+            id="ray-key-without-ray",
+        ),
+        pytest.param(
+            BASE + "runtime: {backend: ray, device: cuda}\n",
+            [],
+            ["runtime.device: cuda with the ray backend needs runtime.gpus_per_client > 0"],
+            id="ray-cuda-without-gpu-share",
+        ),
+        pytest.param(
+            BASE + "runtime: {backend: ray, gpus_per_client: 1.5}\n",
+            [],
+            ["runtime.gpus_per_client: 1.5 is neither a fraction of one GPU nor a whole number"],
+            id="gpu-share-above-one",
+        ),
+        pytest.param(
+            BASE + "runtime: {backend: ray, cpus_per_client: 0}\n",
+            [],
+            ["runtime.cpus_per_client:", "(got 0)"],
+            id="zero-cpus-per-client",
+        ),
+        pytest.param(
+            BASE + "runtime: {backend: dask}\n",
+            [],
+            ["runtime.backend:", "'inprocess' or 'ray'"],
+            id="unknown-backend",
+        ),
         pytest.param("clients: {count: 3\n", [], ["s.yaml: not valid YAML"], id="bad-yaml"),
         pytest.param(
             "- a\n- b\n", [], ["s.yaml: a scenario is a mapping of keys, got list"], id="yaml-list"
@@ -276,3 +306,14 @@ def test_unknown_topology_name_exits_2(tmp_path: Path) -> None:
     result = _invoke(["run", _scenario(tmp_path, text), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "network.topology" in _flat(result.stderr)
+
+
+def test_unreachable_ray_address_exits_2_before_writing(tmp_path: Path) -> None:
+    """Nobody listens on port 1: a clear error in seconds (Ray itself retries for minutes)."""
+    out = tmp_path / "run"
+    text = BASE + "dataset: {name: synthetic, train_samples: 60, test_samples: 30}\n"
+    result = _invoke(
+        ["run", _scenario(tmp_path, text), "--out", str(out), "--ray-address", "127.0.0.1:1"]
+    )
+    _assert_bad_input(result, "runtime.ray_address: nothing answers at '127.0.0.1:1'")
+    assert not out.exists()

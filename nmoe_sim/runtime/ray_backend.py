@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -276,6 +277,7 @@ def connect(runtime: RuntimeConfig) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     common: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -286,6 +288,21 @@ def connect(runtime: RuntimeConfig) -> bool:
     else:
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=runtime.dashboard, **common)
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ScenarioError(
+            f"runtime.ray_address: nothing answers at {address!r} ({exc}); start the cluster "
+            "(`ray start --head`) and pass the address it prints, or drop the address to run "
+            "locally"
+        ) from None
 
 
 def actor_count(runtime: RuntimeConfig, clients: int, resources: dict[str, float]) -> int:
