@@ -125,12 +125,12 @@ def test_packing_places_every_client_once(local_ray: None) -> None:
     backend = RayBackend(factory, ids, RuntimeConfig(backend="ray", max_actors=2))
     try:
         placements = backend.placements()
-        counts = [
-            backend.submit(c, tasks.embed, "p", _extractor_weights(scenario)).result()
-            for c in ids
-        ]
+        weights = _extractor_weights(scenario)
+        counts = [backend.submit(c, tasks.embed, "p", weights).result() for c in ids]
     finally:
         backend.close()
+    # One broadcast object, one copy in the object store, however many clients receive it.
+    assert len(backend._shared) == 1
     assert [len(p["clients"]) for p in placements] == [25, 25]
     assert sorted(c for p in placements for c in p["clients"]) == ids
     assert {p["torch_threads"] for p in placements} == {1}
