@@ -1,0 +1,537 @@
+"""nmoe-sim vs Flower vs a bare PyTorch loop: one FedAvg workload three ways, timed and weighed.
+
+    .venv/bin/python benchmarks/vs_flower.py                          # all three arms, once
+    .venv/bin/python benchmarks/vs_flower.py --repeat 3               # medians of 3 (interleaved)
+    .venv/bin/python benchmarks/vs_flower.py --arms floor,nmoe-sim    # skip Flower
+    .venv/bin/python benchmarks/vs_flower.py --nmoe-backend inprocess # default: ray
+    .venv/bin/python benchmarks/vs_flower.py --set baselines.fedavg.rounds=2   # quick check
+    .venv/bin/python benchmarks/vs_flower.py --scale-test             # nmoe-sim, 1000 clients
+    .venv/bin/python benchmarks/vs_flower.py --out runs/bench-vs-flower
+
+The workload is benchmarks/vs_flower/fedavg100.yaml: full Fashion-MNIST, 100 clients
+(Dirichlet 0.5), the small CNN, 20 FedAvg rounds of 10 clients, 1 local epoch, SGD lr 0.05
+momentum 0.9 batch 32, the global model scored on the whole test set after every round. Arms,
+each one subprocess (`--set KEY=VALUE` overrides reach all three):
+
+  floor     benchmarks/vs_flower/floor.py: a plain single-process loop over nmoe_sim's data,
+            partition, model, `fit` and seeds (torch threads = all cores), the same clients per
+            round as nmoe-sim, sample-weighted state-dict mean; no simulation machinery at all.
+  nmoe-sim  `.venv/bin/nmoe-sim run fedavg100.yaml --set runtime.backend=BACKEND`; accuracy read
+            from the run's summary.json (methods.fedavg.accuracy_global).
+  flower    benchmarks/vs_flower/flower_run.py in benchmarks/.flower-venv (created on first use:
+            `flwr[simulation]` with its own pinned Ray, torch/torchvision, nmoe_sim's
+            dependencies): Flower's simulation engine, ServerApp + ClientApp through
+            `flwr.simulation.run_simulation`, 1 CPU per client actor, the same model, partition,
+            optimizer, seeds per (round, client) and centralized evaluation; Flower samples the
+            clients itself (random node ids, unseeded), so its selection and accuracy differ
+            from the other arms' and from run to run (78-83 % here, vs 83.5 %).
+
+Measured per arm, from outside: wall time of the whole subprocess (start to exit), peak of the
+summed RSS over the process tree (the subprocess and every descendant ever seen, Ray's raylet,
+GCS and workers included) polled every `--poll` s, and peak of the summed PSS (proportional set
+size, which splits shared pages such as the torch libraries between the processes mapping them)
+polled every `--pss-every` s (reading it costs ~2 ms per process). Also: CPU seconds of the tree,
+CPU seconds the rest of the machine used meanwhile ("other CPU s": anything else running skews
+the timings; on a 2-core machine a busy second core slows torch's 2-thread ops many times over),
+the arm's own timer (data loading + training + evaluation, after interpreter start and imports)
+and the final accuracy. Before each run the harness waits (up to `--idle-wait` s) for the machine
+to go idle, and it imports torch once per venv beforehand so no arm pays a cold file cache.
+
+Aims: nmoe-sim wall <= 1.10 x floor wall; Flower wall >= 5 x nmoe-sim wall; nmoe-sim peak memory
+<= half of Flower's. `--scale-test` runs only nmoe-sim with 1000 clients, 100 per round and
+`--scale-rounds` (default 3) rounds, aiming at peak RSS <= 8 GB.
+
+Results: a table on stdout, and results.json / results.csv plus each arm's log and nmoe-sim's run
+directories under `--out` (default runs/bench-vs-flower-<timestamp>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "benchmarks" / "vs_flower"
+SCENARIO = HERE / "fedavg100.yaml"
+NMOE_SIM = ROOT / ".venv" / "bin" / "nmoe-sim"
+FLOWER_VENV = ROOT / "benchmarks" / ".flower-venv"
+ARMS = ("floor", "nmoe-sim", "flower")
+# What the Flower venv gets: Flower's simulation extra (its own Ray pin), the torch build the
+# repo's venv has (tried first; unpinned if it cannot be had), nmoe_sim's other dependencies.
+FLWR_SPEC = "flwr[simulation]==1.41.0"
+TORCH_PINS = ("torch==2.15.0", "torchvision==0.29.2")
+SCALE_CLIENTS = 1000
+GB = 1e9
+
+
+# Measuring a process tree ------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_rss: int  # bytes, summed over the tree
+    peak_pss: int | None
+    peak_procs: int
+    cpu_s: float  # the tree's user + system seconds
+    other_cpu_s: float  # busy CPU seconds of everything else on the machine meanwhile
+    returncode: int
+    leftovers: list[str] = field(default_factory=list)  # descendants alive after the exit
+
+
+def _busy_cpu_s() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+def wait_until_idle(max_wait_s: float, below_cores: float = 0.3, window_s: float = 3.0) -> float:
+    """Wait (at most `max_wait_s`) until the machine is nearly idle; returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait_s:
+        before = _busy_cpu_s()
+        time.sleep(window_s)
+        if (_busy_cpu_s() - before) / window_s < below_cores:
+            break
+    return time.monotonic() - start
+
+
+def _pss(proc: psutil.Process) -> int:
+    # smaps_rollup: the kernel sums PSS itself (psutil's memory_full_info parses all of smaps).
+    with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class TreeMonitor:
+    """Polls a process and all its descendants (kept once seen, even if re-parented)."""
+
+    def __init__(self, pid: int, poll_s: float, pss_every_s: float) -> None:
+        self.root = psutil.Process(pid)
+        self.poll_s, self.pss_every_s = poll_s, pss_every_s
+        self.seen: dict[int, psutil.Process] = {pid: self.root}
+        self.cpu: dict[int, float] = {}
+        self.peak_rss, self.peak_pss, self.peak_procs = 0, 0, 0
+        self.pss_ok = pss_every_s > 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def alive(self) -> list[psutil.Process]:
+        return [p for p in self.seen.values() if p.is_running() and p.status() != "zombie"]
+
+    def _loop(self) -> None:
+        next_pss = 0.0
+        while not self._stop.is_set():
+            try:
+                for child in self.root.children(recursive=True):
+                    self.seen.setdefault(child.pid, child)
+            except psutil.Error:
+                pass
+            want_pss = self.pss_ok and time.monotonic() >= next_pss
+            rss = pss = procs = 0
+            for pid, proc in list(self.seen.items()):
+                try:
+                    with proc.oneshot():
+                        rss += proc.memory_info().rss
+                        t = proc.cpu_times()
+                    self.cpu[pid] = t.user + t.system
+                    procs += 1
+                    if want_pss:
+                        pss += _pss(proc)
+                except (psutil.Error, OSError):
+                    continue
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_procs = max(self.peak_procs, procs)
+            if want_pss:
+                self.peak_pss = max(self.peak_pss, pss)
+                next_pss = time.monotonic() + self.pss_every_s
+            self._stop.wait(self.poll_s)
+
+
+def measure(
+    cmd: list[str], env: dict[str, str], log: Path, poll_s: float, pss_every_s: float
+) -> Measured:
+    busy0 = _busy_cpu_s()
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    monitor = TreeMonitor(proc.pid, poll_s, pss_every_s)
+    monitor.start()
+    try:
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)  # the arm's own session: it and its descendants
+        raise
+    wall = time.perf_counter() - start
+    # Descendants (Ray's) may outlive the root by a moment; give them 10 s, then end them.
+    deadline = time.monotonic() + 10.0
+    while monitor.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    monitor.stop()
+    leftovers = []
+    for p in monitor.alive():
+        try:
+            leftovers.append(f"{p.pid} {' '.join(p.cmdline())[:80]}")
+            p.terminate()
+        except psutil.Error:
+            pass
+    cpu = sum(monitor.cpu.values())
+    return Measured(
+        wall_s=wall,
+        peak_rss=monitor.peak_rss,
+        peak_pss=monitor.peak_pss if monitor.pss_ok else None,
+        peak_procs=monitor.peak_procs,
+        cpu_s=cpu,
+        other_cpu_s=max(0.0, _busy_cpu_s() - busy0 - cpu),
+        returncode=returncode,
+        leftovers=leftovers,
+    )
+
+
+# The Flower virtual environment ----------------------------------------------------------------
+
+
+def _nmoe_sim_requirements() -> list[str]:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [d for d in deps if not d.replace(" ", "").startswith(("torch>", "torchvision>"))]
+
+
+def flower_python(venv: Path, console: Console) -> Path:
+    """The Flower venv's interpreter; creates and fills the venv first if needed."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".vs-flower-installed"
+    wanted = "\n".join([FLWR_SPEC, *TORCH_PINS, *_nmoe_sim_requirements(), "psutil"])
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    log = venv.parent / ".flower-venv-install.log"
+    console.print(f"[bold]flower[/]: installing {escape(FLWR_SPEC)} into {venv} (log: {log}) ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    others = [*_nmoe_sim_requirements(), "psutil"]
+    with log.open("w") as out:
+        done = subprocess.run([*pip, FLWR_SPEC, *TORCH_PINS, *others], stdout=out, stderr=out)
+        if done.returncode != 0:
+            console.print(f"[yellow]flower[/]: {' '.join(TORCH_PINS)} not installable; unpinned")
+            unpinned = [p.split("==")[0] for p in TORCH_PINS]
+            done = subprocess.run([*pip, FLWR_SPEC, *unpinned, *others], stdout=out, stderr=out)
+    if done.returncode != 0:
+        raise SystemExit(f"flower: pip install failed; see {log}")
+    stamp.write_text(wanted)
+    return python
+
+
+def _venv_version(python: Path, module: str) -> str:
+    out = subprocess.run(
+        [str(python), "-c", f"import {module}; print({module}.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or "?"
+
+
+# Arms ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArmRun:
+    arm: str
+    measured: Measured
+    accuracy: float | None
+    inner_s: float | None
+    log: str
+    detail: dict[str, Any]
+
+
+def _base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # every arm that uses Ray starts its own local cluster
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _set_args(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def run_arm(
+    arm: str, args: argparse.Namespace, overrides: list[str], out: Path, tag: str
+) -> ArmRun:
+    env = _base_env()
+    log = out / f"{arm}-{tag}.log"
+    result = out / f"{arm}-{tag}.json"
+    scenario = str(args.scenario)
+    if arm == "floor":
+        cmd = [sys.executable, str(HERE / "floor.py"), "--scenario", scenario]
+        cmd += ["--result", str(result), *_set_args(overrides)]
+        if args.floor_threads:
+            cmd += ["--threads", str(args.floor_threads)]
+    elif arm == "nmoe-sim":
+        run_dir = out / "runs" / f"nmoe-sim-{tag}"
+        cmd = [str(NMOE_SIM), "run", scenario, "--out", str(run_dir)]
+        cmd += _set_args([f"runtime.backend={args.nmoe_backend}", *overrides])
+    else:
+        env["FLWR_TELEMETRY_ENABLED"] = "0"  # no network here; Flower would try to phone home
+        env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
+        cmd = [str(args.flower_python), str(HERE / "flower_run.py"), "--scenario", scenario]
+        cmd += ["--result", str(result), *_set_args(overrides)]
+    measured = measure(cmd, env, log, args.poll, args.pss_every)
+    detail: dict[str, Any] = {"command": cmd}
+    accuracy = inner = None
+    if measured.returncode == 0:
+        if arm == "nmoe-sim":
+            summary = json.loads((run_dir / "summary.json").read_text())
+            accuracy = summary["methods"]["fedavg"]["accuracy_global"]
+            inner = summary["wall_time_s"]
+            detail["run_dir"] = str(run_dir)
+        else:
+            data = json.loads(result.read_text())
+            accuracy, inner = data.pop("accuracy"), data.pop("inner_s")
+            detail.update(data)
+    return ArmRun(arm, measured, accuracy, inner, str(log), detail)
+
+
+# Report --------------------------------------------------------------------------------------
+
+
+def _gb(n: float | None) -> str:
+    return "-" if n is None else f"{n / GB:.2f}"
+
+
+def _median(runs: list[ArmRun], get: Callable[[ArmRun], float | None]) -> float | None:
+    values = [v for v in map(get, runs) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(arm: str, runs: list[ArmRun]) -> dict[str, Any]:
+    walls = [r.measured.wall_s for r in runs]
+    pss = [r.measured.peak_pss for r in runs if r.measured.peak_pss is not None]
+    return {
+        "arm": arm,
+        "runs": len(runs),
+        "failed": sum(r.measured.returncode != 0 for r in runs),
+        "wall_s": statistics.median(walls),
+        "wall_s_min": min(walls),
+        "wall_s_max": max(walls),
+        "inner_s": _median(runs, lambda r: r.inner_s),
+        "peak_rss_bytes": max(r.measured.peak_rss for r in runs),
+        "peak_pss_bytes": max(pss) if pss else None,
+        "peak_procs": max(r.measured.peak_procs for r in runs),
+        "cpu_s": _median(runs, lambda r: r.measured.cpu_s),
+        "other_cpu_s": _median(runs, lambda r: r.measured.other_cpu_s),
+        "accuracy": _median(runs, lambda r: r.accuracy),
+    }
+
+
+def results_table(title: str, rows: list[dict[str, Any]], repeat: int) -> Table:
+    table = Table(title=title)
+    wall = "wall s" if repeat == 1 else f"wall s (median of {repeat}) [min-max]"
+    table.add_column("arm", no_wrap=True)
+    for name in (
+        wall,
+        "own timer s",
+        "peak RSS GB (tree sum)",
+        "peak PSS GB (tree sum)",
+        "procs",
+        "CPU s",
+        "other CPU s",
+        "accuracy %",
+    ):
+        table.add_column(name, justify="right")
+    for row in rows:
+        w = f"{row['wall_s']:.1f}"
+        if repeat > 1:
+            w += f" [{row['wall_s_min']:.1f}-{row['wall_s_max']:.1f}]"
+        if row["failed"]:
+            w += f" ({row['failed']} failed)"
+        table.add_row(
+            row["arm"],
+            w,
+            "-" if row["inner_s"] is None else f"{row['inner_s']:.1f}",
+            _gb(row["peak_rss_bytes"]),
+            _gb(row["peak_pss_bytes"]),
+            str(row["peak_procs"]),
+            f"{row['cpu_s']:.1f}",
+            f"{row['other_cpu_s']:.1f}",
+            "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}",
+        )
+    return table
+
+
+def ratio_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+
+    def ratio(a: str, b: str, key: str) -> float | None:
+        if a in rows and b in rows and rows[a][key] and rows[b][key]:
+            return rows[a][key] / rows[b][key]
+        return None
+
+    checks = (
+        ("nmoe-sim", "floor", "wall_s", "nmoe-sim wall / floor wall", "<=", 1.10),
+        ("flower", "nmoe-sim", "wall_s", "Flower wall / nmoe-sim wall", ">=", 5.0),
+        ("flower", "nmoe-sim", "peak_rss_bytes", "Flower peak RSS / nmoe-sim peak RSS", ">=", 2.0),
+        ("flower", "nmoe-sim", "peak_pss_bytes", "Flower peak PSS / nmoe-sim peak PSS", ">=", 2.0),
+    )
+    for a, b, key, label, op, aim in checks:
+        value = ratio(a, b, key)
+        if value is None:
+            continue
+        met = value <= aim if op == "<=" else value >= aim
+        lines.append(f"{label}: {value:.2f} (aim {op} {aim:.2f}: {'met' if met else 'NOT met'})")
+    return lines
+
+
+def write_results(out: Path, meta: dict[str, Any], rows: list[dict], runs: list[ArmRun]) -> None:
+    payload = {**meta, "summary": rows, "runs": [asdict(r) for r in runs]}
+    (out / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# Main ----------------------------------------------------------------------------------------
+
+
+def warm_up(arms: list[str], flower: Path | None) -> None:
+    """Import torch and nmoe_sim once per venv, unmeasured, so no arm pays a cold file cache
+    for the libraries (the Flower venv has its own copy of torch)."""
+    code = "import torch, nmoe_sim.engine"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    if "flower" in arms and flower is not None:
+        code += ", flwr.simulation, ray"
+        subprocess.run([str(flower), "-c", code], cwd=ROOT, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, default=SCENARIO)
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of arms")
+    parser.add_argument("--nmoe-backend", default="ray", help="runtime.backend of nmoe-sim")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per arm, interleaved")
+    parser.add_argument("--scale-test", action="store_true", help=f"nmoe-sim, {SCALE_CLIENTS}")
+    parser.add_argument("--scale-rounds", type=int, default=3)
+    parser.add_argument(
+        "--floor-threads", type=int, default=None, help="torch threads of the floor; default all"
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=300.0,
+        help="before each run, wait up to this many s for the machine to go idle; 0: don't",
+    )
+    parser.add_argument("--poll", type=float, default=0.2, help="RSS poll interval, s")
+    parser.add_argument("--pss-every", type=float, default=1.0, help="PSS interval, s; 0: none")
+    parser.add_argument("--flower-venv", type=Path, default=FLOWER_VENV)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out or ROOT / "runs" / f"bench-vs-flower-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True)
+    arms = ["nmoe-sim"] if args.scale_test else [a for a in args.arms.split(",") if a]
+    if unknown := set(arms) - set(ARMS):
+        parser.error(f"--arms: unknown {sorted(unknown)}; choose from {', '.join(ARMS)}")
+    overrides = list(args.overrides)
+    if args.scale_test:
+        per_round = SCALE_CLIENTS // 10
+        overrides = [
+            f"clients.count={SCALE_CLIENTS}",
+            f"federation.clients_per_round={per_round}",
+            f"baselines.fedavg.rounds={args.scale_rounds}",
+            *overrides,
+        ]
+    args.flower_python = flower_python(args.flower_venv, console) if "flower" in arms else None
+    warm_up(arms, args.flower_python)
+
+    runs: list[ArmRun] = []
+    for i in range(args.repeat):
+        for arm in arms:
+            waited = wait_until_idle(args.idle_wait) if args.idle_wait > 0 else 0.0
+            console.print(f"[bold]{arm}[/] run {i + 1}/{args.repeat} (waited {waited:.0f} s) ...")
+            run = run_arm(arm, args, overrides, out, f"{i + 1}")
+            run.detail["idle_wait_s"] = waited
+            m = run.measured
+            status = "ok" if m.returncode == 0 else f"[red]exit {m.returncode}[/], see {run.log}"
+            console.print(
+                f"  {status}: {m.wall_s:.1f} s, peak RSS {_gb(m.peak_rss)} GB, "
+                f"PSS {_gb(m.peak_pss)} GB, other CPU {m.other_cpu_s:.1f} s"
+            )
+            for left in m.leftovers:
+                console.print(f"  [yellow]ended a leftover process[/]: {left}")
+            runs.append(run)
+    rows = [summarize(arm, [r for r in runs if r.arm == arm]) for arm in arms]
+
+    meta = {
+        "scenario": str(args.scenario),
+        "overrides": overrides,
+        "nmoe_backend": args.nmoe_backend,
+        "repeat": args.repeat,
+        "scale_test": args.scale_test,
+        "cpus": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "poll_s": args.poll,
+        "pss_every_s": args.pss_every,
+        "floor_threads": args.floor_threads or os.cpu_count(),
+    }
+    if args.flower_python is not None:
+        meta["flwr"] = _venv_version(args.flower_python, "flwr")
+        meta["flower_ray"] = _venv_version(args.flower_python, "ray")
+        meta["flower_torch"] = _venv_version(args.flower_python, "torch")
+    write_results(out, meta, rows, runs)
+
+    what = "scale test: " if args.scale_test else ""
+    title = f"{what}FedAvg, {args.scenario.name}" + (
+        f" ({' '.join(overrides)})" if overrides else ""
+    )
+    title += f", nmoe-sim backend {args.nmoe_backend}"
+    if "flwr" in meta:
+        title += f", flwr {meta['flwr']} (ray {meta['flower_ray']})"
+    Console(width=160).print(results_table(title, rows, args.repeat))
+    by_arm = {r["arm"]: r for r in rows}
+    for line in ratio_lines(by_arm):
+        print(line)
+    if args.scale_test:
+        rss = by_arm["nmoe-sim"]["peak_rss_bytes"]
+        met = "met" if rss <= 8 * GB else "NOT met"
+        print(f"nmoe-sim, {SCALE_CLIENTS} clients: peak RSS {_gb(rss)} GB (aim <= 8.00: {met})")
+    print(
+        f"RSS polled every {args.poll:g} s, PSS every {args.pss_every:g} s, summed over each "
+        "arm's process tree; 'other CPU s' is what the rest of the machine used meanwhile "
+        "(timings are only comparable where it is near 0)"
+    )
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
