@@ -167,6 +167,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     factory = ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
     recorder = Recorder()
     backend = make_backend(scenario.runtime, factory, client_ids)
+    if console is not None and hasattr(backend, "describe"):
+        console.print(backend.describe(), highlight=False)
     try:
         with RunProgress(progress_steps(scenario), console) as progress:
             ctx = RunContext(

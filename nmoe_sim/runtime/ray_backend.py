@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import ray
 import torch
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from nmoe_sim.config import RuntimeConfig, ScenarioError
-from nmoe_sim.learning.client import READ_ONLY_TASKS
+from nmoe_sim.learning.client import READ_ONLY_TASKS, ClientState
 from nmoe_sim.runtime.backend import HostLost
 from nmoe_sim.runtime.hosting import ClientFactory
 
@@ -44,7 +44,7 @@ from nmoe_sim.runtime.hosting import ClientFactory
 ACTOR_MEMORY_BYTES = 768 * 2**20
 MAX_RESTARTS = 3
 RESTART_WAIT_S = 120.0
-SHARED_ARGS_KEPT = 64
+SHARED_ARGS_KEPT = 8  # a round's broadcast, and a few features batches in flight
 
 
 class StaleHost(RuntimeError):
@@ -54,12 +54,17 @@ class StaleHost(RuntimeError):
 class ClientHost:
     """The actor: states of its clients, and a way to run a task against one of them."""
 
-    def __init__(self, factory: list[ray.ObjectRef], client_ids: list[int], threads: int) -> None:
+    def __init__(self, threads: int) -> None:
         torch.set_num_threads(threads)
         self.incarnation = uuid.uuid4().hex
-        # The factory comes wrapped in a list: a reference the driver keeps alive, fetched here,
-        # so a restarted actor can fetch it again.
-        build: ClientFactory = ray.get(factory[0])
+        self.states: dict[int, ClientState] = {}
+
+    def host(self, incarnation: str, factory: list[ray.ObjectRef], client_ids: list[int]) -> None:
+        """Build the states of this actor's clients. A method, not the constructor, so a
+        restarted actor is rebuilt like any other state (see `RayBackend._recover`)."""
+        if incarnation != self.incarnation:
+            raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
+        build: ClientFactory = ray.get(factory[0])  # wrapped: fetched here, zero-copy
         self.states = {cid: build(cid) for cid in client_ids}
 
     def ready(self) -> str:
@@ -119,13 +124,9 @@ class RayBackend:
             threads = max(1, int(runtime.cpus_per_client))
             # The data once in the object store, shared zero-copy by the actors.
             self._factory_ref = ray.put(factory)
-            self.actors = [
-                host.remote(
-                    [self._factory_ref], [c for c in client_ids if self.slot_of[c] == s], threads
-                )
-                for s in range(count)
-            ]
+            self.actors = [host.remote(threads) for _ in range(count)]
             self._incarnation = ray.get([a.ready.remote() for a in self.actors])
+            ray.get([self._host_clients(s) for s in range(count)])
         except BaseException:
             self.close()
             raise
@@ -152,6 +153,14 @@ class RayBackend:
 
     # Inside ---------------------------------------------------------------------------------
 
+    def describe(self) -> str:
+        clients = len(self.slot_of)
+        where = ray.get_runtime_context().gcs_address
+        return (
+            f"ray: {clients} clients on {len(self.actors)} actors "
+            f"(up to {-(-clients // max(1, len(self.actors)))} per actor), cluster {where}"
+        )
+
     def placements(self) -> list[dict[str, Any]]:
         return ray.get([a.placement.remote() for a in self.actors])
 
@@ -162,6 +171,10 @@ class RayBackend:
         if fn not in READ_ONLY_TASKS:
             self._replay_log[slot].append(_Done(cid, fn, args, ref))
         return ref
+
+    def _host_clients(self, slot: int) -> ray.ObjectRef:
+        clients = [c for c, s in self.slot_of.items() if s == slot]
+        return self.actors[slot].host.remote(self._incarnation[slot], [self._factory_ref], clients)
 
     def _settled(self, cid: int, ref: ray.ObjectRef) -> None:
         self._unsettled[self.slot_of[cid]].pop(ref.hex(), None)
@@ -212,23 +225,29 @@ class RayBackend:
         self._replay_log[slot] = kept
         self._incarnation[slot] = incarnation
         actor = self.actors[slot]
-        ray.get([actor.run.remote(incarnation, d.cid, d.fn, *d.args) for d in kept])
+        ray.get(
+            [
+                self._host_clients(slot),
+                *(actor.run.remote(incarnation, d.cid, d.fn, *d.args) for d in kept),
+            ]
+        )
 
     def _wait_restarted(self, slot: int) -> str:
+        """The incarnation now serving `slot` (calls wait while Ray restarts an actor)."""
         deadline = time.monotonic() + RESTART_WAIT_S
         while True:
             try:
                 return ray.get(self.actors[slot].ready.remote())
-            except RayActorError as exc:
-                if time.monotonic() > deadline or "restart" not in str(exc).lower():
-                    dead = exc
-                    break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.2)
-        raise RuntimeError(
-            f"the Ray actor hosting clients "
-            f"{sorted(c for c, s in self.slot_of.items() if s == slot)} died and was not "
-            f"restarted (at most {MAX_RESTARTS} restarts): {dead}"
-        ) from None
+            except RayActorError as exc:
+                clients = sorted(c for c, s in self.slot_of.items() if s == slot)
+                raise RuntimeError(
+                    f"the Ray actor hosting clients {clients} died and was not restarted "
+                    f"(at most {MAX_RESTARTS} restarts): {exc}"
+                ) from None
 
 
 class RayTask:
