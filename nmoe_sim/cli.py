@@ -141,5 +141,32 @@ def sweep(
     out.print(f"sweep table: {target / 'sweep.csv'}")
 
 
+@app.command()
+def report(
+    path: Path = typer.Argument(
+        ..., help="run directory (with summary.json) or sweep directory (with sweep.csv)"
+    ),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out",
+        help="report folder (default PATH/report; an earlier report there is replaced, any "
+        "other existing folder is refused)",
+    ),
+):
+    """Write PNG figures, index.html and (for a run) timeline.json for a run or a sweep."""
+    # Imported here so `--help` stays fast (matplotlib, pandas).
+    from nmoe_sim.report import ReportError, build_report
+
+    try:
+        target = build_report(path, out_dir)
+    except ReportError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no report written (an earlier one is kept)", 130) from None
+    out.print(f"report: {target / 'index.html'}")
+    if (target / "timeline.json").is_file():
+        out.print(f"timeline: {target / 'timeline.json'} (open in https://ui.perfetto.dev)")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,436 @@
+"""`nmoe-sim report`: read a run or sweep directory, write `report/` (PNGs, index.html and, for a
+run, timeline.json).
+
+The report folder is assembled in a hidden staging folder beside the target and renamed into
+place at the end, so a failure leaves no half-written report (an earlier one stays as it was).
+A report folder is owned by this command: it carries a marker file, and only a folder with that
+marker (or an empty one) is replaced; any other existing path is refused.
+
+Nothing here imports torch: the column names are repeated from telemetry/records.py rather than
+imported, so a report takes seconds, not the time to load torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from nmoe_sim.report import figures as F
+from nmoe_sim.report import html as H
+from nmoe_sim.report.timeline import chrome_trace
+
+MARKER = ".nmoe-sim-report"
+EXPECTED = "expected a run directory (with summary.json) or a sweep directory (with sweep.csv)"
+INFERENCE_KEYS = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "accuracy",
+    "bytes_per_query",
+    "deadline_misses",
+)
+# The columns each figure reads (a subset of telemetry/records.py's column lists).
+METRICS_NEED = ("method", "sim_time_s", "accuracy")
+TRACE_NEED = ("method", "t_start_s", "t_end_s", "src", "dst", "kind", "stage", "size_bytes")
+TASKS_NEED = ("method", "node", "task", "t_start_s", "t_end_s")
+INFERENCE_NEED = ("method", "latency_ms")
+RUN_FILES = (
+    "summary.json",
+    "config.yaml",
+    "metrics.csv",
+    "trace.csv",
+    "tasks.csv",
+    "updates.csv",
+    "rounds.csv",
+    "partition.csv",
+    "inference.csv",
+)
+
+
+class ReportError(Exception):
+    """The path cannot be reported on, or the report cannot be written there."""
+
+
+def report_kind(path: Path) -> Literal["run", "sweep"]:
+    """What `path` is, judged by the file that defines it; refused before anything is written."""
+    if not path.exists():
+        raise ReportError(f"{path}: no such directory; {EXPECTED}")
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a directory; {EXPECTED}")
+    if (path / "summary.json").is_file():
+        return "run"
+    if (path / "sweep.csv").is_file():
+        return "sweep"
+    raise ReportError(f"{path} has neither summary.json nor sweep.csv; {EXPECTED}")
+
+
+def check_target(target: Path) -> None:
+    """Only an empty folder or an earlier report (marker file) may be replaced."""
+    if not target.exists():
+        return
+    if target.is_dir() and (not any(target.iterdir()) or (target / MARKER).is_file()):
+        return
+    raise ReportError(
+        f"{target} exists and is not a report written by `nmoe-sim report` (no {MARKER} in it); "
+        "choose another --out or remove it"
+    )
+
+
+def read_csv(path: Path, need: Sequence[str], required: bool = False) -> pd.DataFrame | None:
+    """A CSV of the run, or None when it is absent and optional; refused when it lacks columns."""
+    if not path.is_file():
+        if required:
+            raise ReportError(f"{path}: missing")
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def method_slug(method: str) -> str:
+    """The file name of a method's heat map (as telemetry/writer.py names it)."""
+    return method.replace("/", "_")
+
+
+@dataclass
+class RunData:
+    """Everything a run report reads; optional files are None when absent."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: pd.DataFrame | None
+    trace: pd.DataFrame | None
+    tasks: pd.DataFrame | None
+    inference: pd.DataFrame | None
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> dict[str, dict[str, Any]]:
+        return self.summary["methods"]
+
+
+def load_run(path: Path) -> RunData:
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path / 'summary.json'}: not valid JSON ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict):
+        raise ReportError(f"{path / 'summary.json'}: no `methods` object; not a run summary")
+    heatmaps: dict[str, np.ndarray] = {}
+    by_slug = {method_slug(m): m for m in summary["methods"]}
+    for csv in sorted((path / "heatmaps").glob("*.csv")):
+        frame = read_csv(csv, ())
+        assert frame is not None
+        frame = frame.drop(columns=[c for c in frame.columns if c == "client"])
+        heatmaps[by_slug.get(csv.stem, csv.stem)] = frame.to_numpy(float)
+    order = {m: i for i, m in enumerate(summary["methods"])}
+    heatmaps = dict(sorted(heatmaps.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return RunData(
+        path=path,
+        summary=summary,
+        metrics=read_csv(path / "metrics.csv", METRICS_NEED),
+        trace=read_csv(path / "trace.csv", TRACE_NEED),
+        tasks=read_csv(path / "tasks.csv", TASKS_NEED),
+        inference=read_csv(path / "inference.csv", INFERENCE_NEED),
+        heatmaps=heatmaps,
+    )
+
+
+def build_report(path: Path, out: Path | None = None) -> Path:
+    """Write the report of a run or sweep directory into `out` (default `path/report`)."""
+    path = Path(path)
+    kind = report_kind(path)
+    target = Path(out) if out is not None else path / "report"
+    check_target(target)
+    data = load_run(path) if kind == "run" else None
+    table = None
+    if kind == "sweep":
+        table = read_csv(path / "sweep.csv", ("method",), required=True)
+        assert table is not None
+        if not F.swept_keys(table):
+            raise ReportError(f"{path / 'sweep.csv'}: no swept key columns before `method`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        back = os.path.relpath(path.resolve(), target.resolve())
+        if data is not None:
+            text = _run_report(data, staging, back)
+        else:
+            assert table is not None
+            text = _sweep_report(path, table, staging, back)
+        (staging / "index.html").write_text(text, encoding="utf-8")
+        (staging / MARKER).write_text("written by `nmoe-sim report`; replaced by the next one\n")
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+# --- a run -----------------------------------------------------------------------------------
+
+
+def _pct(x: Any) -> str:
+    return "" if x is None or pd.isna(x) else f"{100 * float(x):.2f}"
+
+
+def _num(x: Any, scale: float = 1.0, digits: int = 2) -> str:
+    return "" if x is None or pd.isna(x) else f"{scale * float(x):.{digits}f}"
+
+
+def methods_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for name, m in methods.items():
+        updates = m.get("updates") or {}
+        dropped = updates.get("dropped") or {}
+        rows.append(
+            {
+                "method": name,
+                "accuracy global (%)": _pct(m.get("accuracy_global")),
+                "accuracy local (%)": _pct(m.get("accuracy_local")),
+                "bytes (MB)": _num(m.get("bytes_total"), 1e-6),
+                "sim time (s)": _num(m.get("sim_time_s"), 1.0, 3),
+                "wall time (s)": _num(m.get("wall_time_s"), 1.0, 1),
+                "updates applied": str(updates.get("applied", "")),
+                "updates dropped": ", ".join(f"{k}: {v}" for k, v in dropped.items()) or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def stages_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Method x stage: MB and simulated seconds (summary.json's per-stage figures)."""
+    stages: list[str] = []
+    for m in methods.values():
+        stages.extend(s for s in (m.get("stages") or {}) if s not in stages)
+    rows = []
+    for name, m in methods.items():
+        row = {"method": name}
+        for stage in stages:
+            s = (m.get("stages") or {}).get(stage)
+            row[stage] = (
+                f"{_num(s.get('bytes'), 1e-6)} MB / {_num(s.get('sim_time_s'), 1.0, 3)} s"
+                if s
+                else ""
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def inference_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame | None:
+    rows = []
+    for name, m in methods.items():
+        inf = m.get("inference")
+        if not isinstance(inf, dict):
+            continue
+        rows.append(
+            {
+                "method": name,
+                "p50 (ms)": _num(inf.get("latency_p50_ms")),
+                "p95 (ms)": _num(inf.get("latency_p95_ms")),
+                "p99 (ms)": _num(inf.get("latency_p99_ms")),
+                "accuracy (%)": _pct(inf.get("accuracy")),
+                "bytes per query (KB)": _num(inf.get("bytes_per_query"), 1e-3),
+                "deadline misses": str(inf.get("deadline_misses", "")),
+            }
+        )
+    return pd.DataFrame(rows) if rows else None
+
+
+def _run_report(data: RunData, folder: Path, back: str) -> str:
+    methods = data.methods
+    empty = pd.DataFrame()
+    metrics = data.metrics if data.metrics is not None else empty
+    trace = data.trace if data.trace is not None else empty
+    tasks = data.tasks if data.tasks is not None else empty
+    names = [*methods]
+    for frame in (metrics, trace, tasks):
+        names += list(frame.get("method", []))
+    colours = F.method_colours(names)
+
+    s = data.summary
+    title = f"nmoe-sim run report: {s.get('scenario', data.path.name)} (seed {s.get('seed', '?')})"
+    blocks = [_run_intro(s, back, data.path)]
+    blocks += [H.heading("Methods"), H.table(methods_table(methods))]
+    if any(m.get("stages") for m in methods.values()):
+        blocks += [
+            H.heading("Per stage", 3),
+            H.paragraph(
+                "Bytes and simulated time of each stage (summary.json); a gating method "
+                "includes its pipeline's shared stages 1-2."
+            ),
+            H.table(stages_table(methods)),
+        ]
+
+    blocks.append(H.heading("Training"))
+    drawn: list[tuple[F.Figure | None, str]] = [
+        (
+            F.accuracy_figure(metrics, methods, colours, folder / "accuracy.png")
+            if data.metrics is not None
+            else None,
+            "No accuracy figure: metrics.csv is missing or has no evaluations.",
+        ),
+        (
+            F.bytes_figure(trace, methods, colours, folder / "bytes.png"),
+            "No bytes figure: trace.csv is missing or empty (no method sent anything).",
+        ),
+        (
+            F.heatmap_figure(data.heatmaps, folder / "gating.png"),
+            "No gating heat maps: the run has no heatmaps/*.csv (no NMoE method).",
+        ),
+        (
+            F.utilisation_figure(tasks, trace, folder / "utilisation.png"),
+            "No utilisation figure: tasks.csv is missing or empty.",
+        ),
+    ]
+    for fig, missing in drawn:
+        blocks.append(H.figure(fig) if fig is not None else H.note(missing))
+
+    blocks += [H.heading("Inference"), *_inference_blocks(data, colours, folder)]
+
+    about = {"scenario": s.get("scenario"), "seed": s.get("seed"), "run": str(data.path.resolve())}
+    timeline = chrome_trace(tasks, trace, about)
+    (folder / "timeline.json").write_text(
+        json.dumps(timeline, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+    )
+    blocks += [
+        H.heading("Timeline"),
+        "<p>"
+        + H.link("timeline.json", "timeline.json")
+        + ": every compute task and transfer on the simulated clock, one process per method and "
+        "one track per node (transfers on the sender's track). Open it in Perfetto: "
+        + H.link("https://ui.perfetto.dev", "ui.perfetto.dev")
+        + " → <i>Open trace file</i> (or chrome://tracing → <i>Load</i>). Times shown as "
+        "seconds there are simulated seconds.</p>",
+    ]
+    files = [f for f in RUN_FILES if (data.path / f).is_file()]
+    blocks += [
+        H.heading("Files of the run"),
+        "<p>" + " · ".join(H.link(f"{back}/{f}", f) for f in files) + "</p>",
+    ]
+    return H.page(title, blocks)
+
+
+def _run_intro(s: dict[str, Any], back: str, path: Path) -> str:
+    dataset = s.get("dataset") or {}
+    partition = s.get("partition") or {}
+    parts = [
+        f"dataset {dataset.get('name', '?')} ({dataset.get('train', '?')} train / "
+        f"{dataset.get('test', '?')} test images)",
+        f"{s.get('clients', '?')} clients",
+        "partition " + ", ".join(f"{k}={v}" for k, v in partition.items()),
+    ]
+    if s.get("wall_time_s") is not None:
+        parts.append(f"run wall time {float(s['wall_time_s']):.1f} s")
+    return (
+        "<p>Run directory "
+        + H.link(f"{back}/", path.resolve().name)
+        + ": "
+        + H.escape_text("; ".join(parts))
+        + ".</p>"
+    )
+
+
+def _inference_blocks(data: RunData, colours: dict[str, Any], folder: Path) -> list[str]:
+    """Drawn only when the serving stage has written its results (summary `inference` entries;
+    inference.csv for the latency CDF)."""
+    table = inference_table(data.methods)
+    if table is None:
+        return [
+            H.note(
+                "No inference results in this run (no `inference` entry in summary.json): "
+                "latency CDF and expert load figures are skipped."
+            )
+        ]
+    blocks = [H.table(table)]
+    if data.inference is not None:
+        fig = F.latency_cdf_figure(data.inference, colours, folder / "inference_latency_cdf.png")
+        blocks.append(H.figure(fig) if fig else H.note("inference.csv has no latencies."))
+    else:
+        blocks.append(H.note("No latency CDF: the run has no inference.csv."))
+    loads = {
+        m: v["inference"].get("expert_utilisation") or []
+        for m, v in data.methods.items()
+        if isinstance(v.get("inference"), dict)
+    }
+    fig = F.expert_load_figure(loads, colours, folder / "inference_expert_load.png")
+    missing = "No expert load figure: the inference entries have no expert_utilisation."
+    blocks.append(H.figure(fig) if fig else H.note(missing))
+    return blocks
+
+
+# --- a sweep ---------------------------------------------------------------------------------
+
+
+def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
+    """sweep.csv with its figures in readable units."""
+    shown = table.copy()
+    for column, (_, unit, scale) in F.SWEEP_FIGURES.items():
+        if column in shown.columns:
+            digits = 3 if unit == "s" else 2
+            shown[column] = [_num(v, scale, digits) for v in shown[column]]
+            shown = shown.rename(columns={column: f"{column} ({unit})"})
+    if "wall_time_s" in shown.columns:
+        shown["wall_time_s"] = [_num(v, 1.0, 1) for v in shown["wall_time_s"]]
+        shown = shown.rename(columns={"wall_time_s": "wall_time_s (s)"})
+    return shown.astype(str).replace("nan", "")
+
+
+def _sweep_report(path: Path, table: pd.DataFrame, folder: Path, back: str) -> str:
+    keys = F.swept_keys(table)
+    figures = F.sweep_figures(table, folder)
+    values = "; ".join(
+        f"{k} = {', '.join(F._format_value(v) for v in dict.fromkeys(table[k]))}" for k in keys
+    )
+    blocks = [
+        "<p>Sweep directory "
+        + H.link(f"{back}/", path.resolve().name)
+        + ": "
+        + H.escape_text(f"{values}; methods {', '.join(dict.fromkeys(table['method']))}.")
+        + " "
+        + H.link(f"{back}/sweep.csv", "sweep.csv")
+        + "</p>",
+        H.heading("Results"),
+        H.table(sweep_table(table)),
+    ]
+    for key in keys:
+        blocks.append(H.heading(f"Against {key}"))
+        blocks += [H.figure(fig) for k, fig in figures if k == key]
+    if "point" in table.columns:
+        items = []
+        for point in dict.fromkeys(table["point"]):
+            entry = H.link(f"{back}/{point}/", str(point))
+            if (path / str(point) / "report" / "index.html").is_file():
+                entry += " (" + H.link(f"{back}/{point}/report/index.html", "report") + ")"
+            items.append(f"<li>{entry}</li>")
+        blocks += [
+            H.heading("Points"),
+            H.paragraph(
+                "Each point is a run directory; `nmoe-sim report` on one of them gives its "
+                "training curves, heat maps and timeline."
+            ),
+            "<ul>" + "".join(items) + "</ul>",
+        ]
+    title = f"nmoe-sim sweep report: {path.name}"
+    return H.page(title, blocks)
