@@ -161,6 +161,16 @@ def test_gating_branches_start_where_stages_one_and_two_end(
         assert summary["methods"][name]["sim_time_s"] > prefix
 
 
+def test_last_gate_evaluation_is_the_final_accuracy(run: tuple[Scenario, Path, dict]) -> None:
+    """The learning curve ends at the summary's number: FedGate's rounds are scored with the
+    global trunk under each client's own output layer, which is what clients keep."""
+    _, out, summary = run
+    metrics = pd.read_csv(out / "metrics.csv")
+    for m in ("nmoe/fedce/fedgate", "nmoe/fedsc/fedgate", "nmoe/fedsc/rollgate"):
+        last = metrics[metrics["method"] == m].sort_values("round")["accuracy"].iloc[-1]
+        assert last == pytest.approx(summary["methods"][m]["accuracy_global"], abs=1e-9), m
+
+
 def test_own_expert_heatmap_is_the_identity(run: tuple[Scenario, Path, dict]) -> None:
     _, out, _ = run
     heat = pd.read_csv(out / "heatmaps" / "nmoe_fedsc_own_expert.csv").drop(columns="client")

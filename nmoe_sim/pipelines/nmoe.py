@@ -143,9 +143,12 @@ class NmoePipeline:
         )
         return MethodResult(ev.score_each(predictions), log, freq)
 
-    def _gate_routings(self, method: str, fallback: Weights | None = None) -> list[torch.Tensor]:
+    def _gate_routings(
+        self, method: str, fallback: Weights | None = None, shared: Weights | None = None
+    ) -> list[torch.Tensor]:
         """Each client's gate routing on the test features; a client holding no gate yet (mid
-        random walk, or not yet selected by FedGate) is scored with `fallback`."""
+        random walk, or not yet selected by FedGate) is scored with `fallback`. `shared` (FedGate's
+        current global trunk) replaces that part of every client's gate, as at the end."""
         ctx = self.ctx
         k = ctx.scenario.stages.gate.top_k
         routings = []
@@ -154,6 +157,8 @@ class NmoePipeline:
             gate = fallback if gate is None else gate
             if gate is None:
                 raise RuntimeError(f"client {c} holds no gate for {method}")
+            if shared is not None:
+                gate = {**gate, **shared}
             routings.append(
                 gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
             )
@@ -224,9 +229,14 @@ class NmoePipeline:
             args = (self.name, method.name, incoming, cfg.optim, cfg.local_epochs, settings, seed)
             return gate_flops * ctx.num_train[cid], tasks.fit_gate, args
 
-        def evaluate(round_: int, loss: float | None, walking: Weights | None = None) -> None:
+        def evaluate(
+            round_: int,
+            loss: float | None,
+            fallback: Weights | None = None,
+            shared: Weights | None = None,
+        ) -> None:
             ctx.progress.describe(f"{method.name}: gate round {round_}/{cfg.rounds}")
-            routings = self._gate_routings(method.name, walking)
+            routings = self._gate_routings(method.name, fallback, shared)
             scores = ctx.evaluator.score_each(
                 [mixture_predictions(r, self.expert_probs) for r in routings]
             )
@@ -245,7 +255,7 @@ class NmoePipeline:
                 initial=tasks.trunk_only(initial),
                 share=tasks.trunk_only,
                 plan=gate_plan,
-                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups), {**initial, **w}),
+                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups), initial, w),
             )
             for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
                 ctx.backend.submit(cid, tasks.adopt_gate, method.name, final, initial).result()
