@@ -24,7 +24,7 @@ each one subprocess (`--set KEY=VALUE` overrides reach all three):
             `flwr.simulation.run_simulation`, 1 CPU per client actor, the same model, partition,
             optimizer, seeds per (round, client) and centralized evaluation; Flower samples the
             clients itself (random node ids, unseeded), so its selection and accuracy differ
-            from the other arms' and from run to run (78-83 % here, vs 83.5 %).
+            from the other arms' and from run to run (71-83 % seen, vs 83.5 %).
 
 Measured per arm, from outside: wall time of the whole subprocess (start to exit), peak of the
 summed RSS over the process tree (the subprocess and every descendant ever seen, Ray's raylet,
@@ -96,6 +96,7 @@ class Measured:
     other_cpu_s: float  # busy CPU seconds of everything else on the machine meanwhile
     returncode: int
     leftovers: list[str] = field(default_factory=list)  # descendants alive after the exit
+    at_peak: list[str] = field(default_factory=list)  # "name GB" of each process at peak RSS
 
 
 def _busy_cpu_s() -> float:
@@ -123,6 +124,18 @@ def _pss(proc: psutil.Process) -> int:
     return 0
 
 
+def _label(proc: psutil.Process) -> str:
+    """A short name: Ray's worker title, else the script or executable run."""
+    try:
+        args = proc.cmdline()
+    except psutil.Error:
+        return str(proc.pid)
+    if args and args[0].startswith("ray::"):
+        return args[0].split()[0]
+    script = next((a for a in args[1:] if a.endswith(".py") or a.endswith("nmoe-sim")), None)
+    return Path(script or (args[0] if args else proc.name())).name
+
+
 class TreeMonitor:
     """Polls a process and all its descendants (kept once seen, even if re-parented)."""
 
@@ -132,6 +145,7 @@ class TreeMonitor:
         self.seen: dict[int, psutil.Process] = {pid: self.root}
         self.cpu: dict[int, float] = {}
         self.peak_rss, self.peak_pss, self.peak_procs = 0, 0, 0
+        self.at_peak: list[str] = []
         self.pss_ok = pss_every_s > 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -144,7 +158,14 @@ class TreeMonitor:
         self._thread.join()
 
     def alive(self) -> list[psutil.Process]:
-        return [p for p in self.seen.values() if p.is_running() and p.status() != "zombie"]
+        out = []
+        for p in self.seen.values():
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.Error:
+                continue
+        return out
 
     def _loop(self) -> None:
         next_pss = 0.0
@@ -155,19 +176,23 @@ class TreeMonitor:
             except psutil.Error:
                 pass
             want_pss = self.pss_ok and time.monotonic() >= next_pss
-            rss = pss = procs = 0
+            pss = 0
+            each: dict[int, int] = {}
             for pid, proc in list(self.seen.items()):
                 try:
                     with proc.oneshot():
-                        rss += proc.memory_info().rss
+                        each[pid] = proc.memory_info().rss
                         t = proc.cpu_times()
                     self.cpu[pid] = t.user + t.system
-                    procs += 1
                     if want_pss:
                         pss += _pss(proc)
                 except (psutil.Error, OSError):
                     continue
-            self.peak_rss = max(self.peak_rss, rss)
+            rss, procs = sum(each.values()), len(each)
+            if rss > self.peak_rss:
+                self.peak_rss = rss
+                top = sorted(each.items(), key=lambda item: -item[1])
+                self.at_peak = [f"{_label(self.seen[p])} {r / GB:.2f}" for p, r in top]
             self.peak_procs = max(self.peak_procs, procs)
             if want_pss:
                 self.peak_pss = max(self.peak_pss, pss)
@@ -214,6 +239,7 @@ def measure(
         other_cpu_s=max(0.0, _busy_cpu_s() - busy0 - cpu),
         returncode=returncode,
         leftovers=leftovers,
+        at_peak=monitor.at_peak,
     )
 
 
@@ -457,6 +483,8 @@ def main() -> None:
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out: Path = args.out or ROOT / "runs" / f"bench-vs-flower-{stamp}"
+    if out.exists() and any(out.iterdir()):
+        parser.error(f"--out: {out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     arms = ["nmoe-sim"] if args.scale_test else [a for a in args.arms.split(",") if a]
@@ -521,6 +549,10 @@ def main() -> None:
     by_arm = {r["arm"]: r for r in rows}
     for line in ratio_lines(by_arm):
         print(line)
+    for arm in arms:
+        first = next(r for r in runs if r.arm == arm).measured.at_peak
+        rest = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
+        print(f"{arm} at its peak RSS (GB): {rest}")
     if args.scale_test:
         rss = by_arm["nmoe-sim"]["peak_rss_bytes"]
         met = "met" if rss <= 8 * GB else "NOT met"
