@@ -155,21 +155,23 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     network = build_network(scenario.network, scenario.clients.count, scenario.seed)
     wall_start = time.perf_counter()
     torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
-    population = build_population(scenario)
-    dataset = population.dataset
-    spec = model_spec(scenario, dataset)
     client_ids = list(range(scenario.clients.count))
-    sizes = [len(p) for p in population.train_parts]
-    # Client train data in client order, so the centralized baseline can upload each client's
-    # slice and the clients' states share storage with it.
-    order = np.concatenate(population.train_parts)
-    train_x, train_y = dataset.train_x[order], dataset.train_y[order]
-    factory = ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
+    backend = make_backend(scenario.runtime, client_ids)  # boots while the data loads
     recorder = Recorder()
-    backend = make_backend(scenario.runtime, factory, client_ids)
-    if console is not None and hasattr(backend, "describe"):
-        console.print(backend.describe(), highlight=False)
     try:
+        population = build_population(scenario)
+        dataset = population.dataset
+        spec = model_spec(scenario, dataset)
+        sizes = [len(p) for p in population.train_parts]
+        # Client train data in client order, so the centralized baseline can upload each
+        # client's slice and the clients' states share storage with it.
+        order = np.concatenate(population.train_parts)
+        train_x, train_y = dataset.train_x[order], dataset.train_y[order]
+        backend.host(
+            ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
+        )
+        if console is not None and hasattr(backend, "describe"):
+            console.print(backend.describe(), highlight=False)
         with RunProgress(progress_steps(scenario), console) as progress:
             ctx = RunContext(
                 scenario=scenario,

@@ -85,11 +85,13 @@ class Fake:
         self.log = recorder.method("fake")
         self.progress = CountingProgress()
         speeds = {client_node(c): 1.0 for c in ids} | {SERVER: 1.0}
+        backend = InProcessBackend(ids)
+        backend.host(lambda cid: cid)  # type: ignore[arg-type, return-value]
         self.world = World.create(
             start_s=0.0,
             network=FixedDelay(self.delay_s),
             devices=DeviceProfile(speeds, self.dropout),
-            backend=InProcessBackend(lambda cid: cid, ids),  # type: ignore[arg-type, return-value]
+            backend=backend,
             log=self.log,
             recorder=recorder,
             progress=self.progress,

@@ -122,7 +122,8 @@ def _factory(scenario: Scenario) -> tuple[ClientFactory, list[int]]:
 def test_packing_places_every_client_once(local_ray: None) -> None:
     scenario = _fifty_clients()
     factory, ids = _factory(scenario)
-    backend = RayBackend(factory, ids, RuntimeConfig(backend="ray", max_actors=2))
+    backend = RayBackend(ids, RuntimeConfig(backend="ray", max_actors=2))
+    backend.host(factory)
     try:
         placements = backend.placements()
         weights = _extractor_weights(scenario)
@@ -135,6 +136,34 @@ def test_packing_places_every_client_once(local_ray: None) -> None:
     assert sorted(c for p in placements for c in p["clients"]) == ids
     assert {p["torch_threads"] for p in placements} == {1}
     assert counts == [factory(c).num_train for c in ids]
+
+
+def test_data_only_tasks_balance_over_actors_with_identical_results(local_ray: None) -> None:
+    """Ten clients all homed on actor 0: their training (data-only) spreads over both actors,
+    and each result equals the in-process one bit for bit."""
+    scenario = _fifty_clients()
+    factory, ids = _factory(scenario)
+    backend = RayBackend(ids, RuntimeConfig(backend="ray", max_actors=2))
+    backend.host(factory)
+    optim = scenario.baselines.fedavg.optim
+    homed_on_0 = [c for c in ids if backend.slot_of[c] == 0][:10]
+    try:
+        handles = [backend.submit(c, tasks.fit_classifier, None, optim, 1, c) for c in homed_on_0]
+        slots = [h._sent.slot for h in handles]
+        updates = [h.result() for h in handles]
+    finally:
+        backend.close()
+    assert sorted(set(slots)) == [0, 1]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the actors
+    try:
+        local = [tasks.fit_classifier(factory(c), None, optim, 1, c) for c in homed_on_0]
+    finally:
+        torch.set_num_threads(threads)
+    for c, update, mine in zip(homed_on_0, updates, local, strict=True):
+        assert update.loss == mine.loss
+        for key, value in mine.weights.items():
+            assert torch.equal(update.weights[key], value), (c, key)
 
 
 def _extractor_weights(scenario: Scenario) -> dict[str, torch.Tensor]:
@@ -150,7 +179,8 @@ def test_gpu_share_places_four_actors_on_two_logical_gpus(local_ray: None) -> No
     scenario = tiny_scenario(clients={"count": 8})
     factory, ids = _factory(scenario)
     runtime = RuntimeConfig(backend="ray", cpus_per_client=0.5, gpus_per_client=0.5)
-    backend = RayBackend(factory, ids, runtime)
+    backend = RayBackend(ids, runtime)
+    backend.host(factory)
     try:
         placements = backend.placements()
     finally:

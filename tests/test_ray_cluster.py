@@ -40,7 +40,8 @@ def test_actors_spread_over_both_nodes(two_nodes: Cluster) -> None:
     ray.init(address=two_nodes.address, log_to_driver=False)
     try:
         factory, ids = _factory(tiny_scenario())
-        backend = RayBackend(factory, ids, RuntimeConfig(backend="ray"))
+        backend = RayBackend(ids, RuntimeConfig(backend="ray"))
+        backend.host(factory)
         try:
             placements = backend.placements()
         finally:

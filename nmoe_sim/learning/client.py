@@ -300,8 +300,9 @@ def trunk_only(weights: Weights) -> Weights:
     return {k: v for k, v in weights.items() if k.startswith(TRUNK_PREFIX)}
 
 
+# Tasks that read only a client's train data, none of its other state: any host holding the
+# data can run them, so a backend may place them wherever there is room.
+DATA_ONLY_TASKS = frozenset({fit_classifier, fit_contrastive})
 # Tasks that only read a client's state. A host that lost its memory rebuilds a client by
 # replaying the client's other tasks in order; these need no replay.
-READ_ONLY_TASKS = frozenset(
-    {fit_classifier, fit_contrastive, expert_weights, train_features, serve_expert, gate_weights}
-)
+READ_ONLY_TASKS = DATA_ONLY_TASKS | {expert_weights, train_features, serve_expert, gate_weights}

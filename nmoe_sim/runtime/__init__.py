@@ -6,14 +6,13 @@ from collections.abc import Iterable
 
 from nmoe_sim.config import RuntimeConfig
 from nmoe_sim.runtime.backend import Backend, InProcessBackend
-from nmoe_sim.runtime.hosting import ClientFactory
 
 
-def make_backend(
-    runtime: RuntimeConfig, factory: ClientFactory, client_ids: Iterable[int]
-) -> Backend:
+def make_backend(runtime: RuntimeConfig, client_ids: Iterable[int]) -> Backend:
+    """Start the scenario's backend; its hosts boot while the caller loads the data, then
+    `backend.host(factory)` gives them their clients."""
     if runtime.backend == "ray":
         from nmoe_sim.runtime.ray_backend import RayBackend  # Ray is slow to import
 
-        return RayBackend(factory, client_ids, runtime)
-    return InProcessBackend(factory, client_ids)
+        return RayBackend(client_ids, runtime)
+    return InProcessBackend(client_ids)

@@ -41,6 +41,11 @@ class TaskHandle(Protocol[R]):
 
 
 class Backend(Protocol):
+    """Created with the client ids (hosts start booting), then `host(factory)` builds every
+    client's state from the factory; then tasks run with `submit`."""
+
+    def host(self, factory: Callable[[int], ClientState]) -> None: ...
+
     def submit(
         self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False
     ) -> TaskHandle[R]:
@@ -71,8 +76,12 @@ class CompletedTask:
 class InProcessBackend:
     """Runs every task at once in this process: simplest to debug, and the reference for parity."""
 
-    def __init__(self, factory: Callable[[int], ClientState], client_ids: Iterable[int]) -> None:
-        self.states = {cid: factory(cid) for cid in client_ids}
+    def __init__(self, client_ids: Iterable[int]) -> None:
+        self.client_ids = list(client_ids)
+        self.states: dict[int, ClientState] = {}
+
+    def host(self, factory: Callable[[int], ClientState]) -> None:
+        self.states = {cid: factory(cid) for cid in self.client_ids}
 
     def submit(
         self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False

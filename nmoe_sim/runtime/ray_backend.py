@@ -36,7 +36,7 @@ import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from nmoe_sim.config import RuntimeConfig, ScenarioError
-from nmoe_sim.learning.client import READ_ONLY_TASKS, ClientState
+from nmoe_sim.learning.client import DATA_ONLY_TASKS, READ_ONLY_TASKS, ClientState
 from nmoe_sim.runtime.backend import HostLost
 from nmoe_sim.runtime.hosting import ClientFactory
 
@@ -64,8 +64,8 @@ class ClientHost:
         restarted actor is rebuilt like any other state (see `RayBackend._recover`)."""
         if incarnation != self.incarnation:
             raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
-        build: ClientFactory = ray.get(factory[0])  # wrapped: fetched here, zero-copy
-        self.states = {cid: build(cid) for cid in client_ids}
+        self.build: ClientFactory = ray.get(factory[0])  # wrapped: fetched here, zero-copy
+        self.states = {cid: self.build(cid) for cid in client_ids}
 
     def ready(self) -> str:
         return self.incarnation
@@ -76,7 +76,9 @@ class ClientHost:
         if incarnation != self.incarnation:
             raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
         start = time.perf_counter()
-        value = fn(self.states[cid], *args)
+        # A data-only task may come for a client hosted elsewhere: its data is a view away.
+        state = self.states[cid] if cid in self.states else self.build(cid)
+        value = fn(state, *args)
         return value, time.perf_counter() - start
 
     def placement(self) -> dict[str, Any]:
@@ -93,6 +95,13 @@ class ClientHost:
         }
 
 
+@dataclass(frozen=True)
+class _Sent:
+    ref: ray.ObjectRef
+    slot: int
+    load: int  # train samples of its client: the balancing weight
+
+
 @dataclass
 class _Done:
     """A state-changing task in an actor's replay log; `ref` until its outcome is known."""
@@ -104,17 +113,15 @@ class _Done:
 
 
 class RayBackend:
-    def __init__(
-        self,
-        factory: ClientFactory,
-        client_ids: Iterable[int],
-        runtime: RuntimeConfig,
-    ) -> None:
+    """Starting is split in two so that Ray and the actors boot while the caller loads data:
+    the constructor connects and starts the actors; `host(factory)` gives them their clients."""
+
+    def __init__(self, client_ids: Iterable[int], runtime: RuntimeConfig) -> None:
         client_ids = list(client_ids)
+        self.actors: list[ray.actor.ActorHandle] = []
         self._owns_ray = connect(runtime)
         try:
             count = actor_count(runtime, len(client_ids), ray.cluster_resources())
-            self.slot_of = {cid: i % count for i, cid in enumerate(client_ids)}
             host = ray.remote(ClientHost).options(
                 num_cpus=runtime.cpus_per_client,
                 num_gpus=runtime.gpus_per_client,
@@ -122,19 +129,30 @@ class RayBackend:
                 max_task_retries=0,
             )
             threads = max(1, int(runtime.cpus_per_client))
-            # The data once in the object store, shared zero-copy by the actors.
-            self._factory_ref = ray.put(factory)
             self.actors = [host.remote(threads) for _ in range(count)]
-            self._incarnation = ray.get([a.ready.remote() for a in self.actors])
-            ray.get([self._host_clients(s) for s in range(count)])
         except BaseException:
             self.close()
             raise
+        self.slot_of = {cid: i % count for i, cid in enumerate(client_ids)}
+        self._samples: dict[int, int] = {}
         self._replay_log: list[list[_Done]] = [[] for _ in self.actors]
-        # Per actor, the tasks sent and not yet collected, in the order sent.
+        # Per actor, the tasks sent and not yet collected, in the order sent, and their load.
         self._unsettled: list[dict[str, ray.ObjectRef]] = [{} for _ in self.actors]
+        self._load = [0] * count
         self._lost: set[str] = set()  # tasks that were running when their actor died
         self._shared: OrderedDict[int, tuple[Any, ray.ObjectRef]] = OrderedDict()
+
+    def host(self, factory: ClientFactory) -> None:
+        """Put the data in the object store once (the actors share it without copies) and
+        build every client's state on its home actor; waits until all actors are up."""
+        try:
+            self._factory_ref = ray.put(factory)
+            self._incarnation = ray.get([a.ready.remote() for a in self.actors])
+            ray.get([self._host_clients(s) for s in range(len(self.actors))])
+        except BaseException:
+            self.close()
+            raise
+        self._samples = {c: int(factory.bounds[c + 1] - factory.bounds[c]) for c in self.slot_of}
 
     # The Backend interface ------------------------------------------------------------------
 
@@ -164,20 +182,29 @@ class RayBackend:
     def placements(self) -> list[dict[str, Any]]:
         return ray.get([a.placement.remote() for a in self.actors])
 
-    def _send(self, cid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> ray.ObjectRef:
-        slot = self.slot_of[cid]
+    def _send(self, cid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Sent:
+        """A task goes to its client's home actor, except a data-only one, which goes to the
+        actor with the least outstanding work (in train samples): rounds balance themselves."""
+        if fn in DATA_ONLY_TASKS:
+            slot = min(range(len(self.actors)), key=lambda s: (self._load[s], s))
+        else:
+            slot = self.slot_of[cid]
         ref = self.actors[slot].run.remote(self._incarnation[slot], cid, fn, *args)
+        sent = _Sent(ref, slot, self._samples.get(cid, 1))
         self._unsettled[slot][ref.hex()] = ref
+        self._load[slot] += sent.load
         if fn not in READ_ONLY_TASKS:
             self._replay_log[slot].append(_Done(cid, fn, args, ref))
-        return ref
+        return sent
 
     def _host_clients(self, slot: int) -> ray.ObjectRef:
         clients = [c for c, s in self.slot_of.items() if s == slot]
         return self.actors[slot].host.remote(self._incarnation[slot], [self._factory_ref], clients)
 
-    def _settled(self, cid: int, ref: ray.ObjectRef) -> None:
-        self._unsettled[self.slot_of[cid]].pop(ref.hex(), None)
+    def _settled(self, sent: _Sent) -> None:
+        """The task's result was collected (or it was given up): it no longer loads its actor."""
+        if self._unsettled[sent.slot].pop(sent.ref.hex(), None) is not None:
+            self._load[sent.slot] -= sent.load
 
     def _was_running(self, ref: ray.ObjectRef) -> bool:
         return ref.hex() in self._lost
@@ -210,9 +237,11 @@ class RayBackend:
                 if not victim_found:
                     self._lost.add(key)
                     victim_found = True
-                self._unsettled[slot].pop(key)
             except StaleHost:
-                self._unsettled[slot].pop(key)
+                pass
+            else:
+                continue  # finished before the death: its handle collects it
+            self._unsettled[slot].pop(key)
         kept = []
         for done in self._replay_log[slot]:
             if done.ref is not None:
@@ -251,7 +280,7 @@ class RayBackend:
 
 
 class RayTask:
-    """A task sent to its client's actor; `result()` waits for it (and handles a lost host)."""
+    """A task sent to an actor; `result()` waits for it (and handles a lost host)."""
 
     def __init__(
         self,
@@ -263,7 +292,7 @@ class RayTask:
     ) -> None:
         self._backend, self._cid, self._fn, self._args = backend, cid, fn, args
         self._droppable = droppable
-        self._ref = backend._send(cid, fn, args)
+        self._sent = backend._send(cid, fn, args)
         self._value: Any = None
         self._done = False
         self.wall_time_s = float("nan")
@@ -271,19 +300,20 @@ class RayTask:
     def result(self) -> Any:
         backend = self._backend
         while not self._done:
-            slot = backend.slot_of[self._cid]
+            sent = self._sent
             try:
-                self._value, self.wall_time_s = ray.get(self._ref)
+                self._value, self.wall_time_s = ray.get(sent.ref)
                 self._done = True
-                backend._settled(self._cid, self._ref)
             except StaleHost:
-                backend._recover(slot)  # it never ran: send it again
-                self._ref = backend._send(self._cid, self._fn, self._args)
+                backend._recover(sent.slot)  # it never ran: send it again
             except RayActorError as exc:
-                backend._recover(slot)
-                if self._droppable and backend._was_running(self._ref):
+                backend._recover(sent.slot)
+                if self._droppable and backend._was_running(sent.ref):
+                    backend._settled(sent)
                     raise HostLost(self._cid, type(exc).__name__) from None
-                self._ref = backend._send(self._cid, self._fn, self._args)
+            backend._settled(sent)
+            if not self._done:
+                self._sent = backend._send(self._cid, self._fn, self._args)
         return self._value
 
 
