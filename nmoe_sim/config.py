@@ -259,6 +259,40 @@ class RuntimeConfig(_Strict):
         return self
 
 
+class InferenceConfig(_Strict):
+    """The serving stage after training: Poisson queries at every client, routed by its gate to
+    expert hosts over the network (NMoE methods only)."""
+
+    enabled: bool = Field(False, description="serve queries after training (NMoE methods)")
+    rate_qps: float = Field(
+        10.0, gt=0, le=1e6, description="Poisson arrival rate of queries at each client"
+    )
+    queries_per_client: int = Field(
+        200, ge=1, le=1_000_000, description="queries each client sends (the run's length)"
+    )
+    deadline_ms: float | None = Field(
+        None,
+        gt=0,
+        description="experts not back this long after the query arrived are left out of the "
+        "mixture (weights renormalised); none back: the own expert answers. Default: wait for all",
+    )
+    latency_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description="gate-score penalty per ms of an expert's expected round trip; 0 = the "
+        "paper's gate",
+    )
+    service: Literal["deterministic", "exponential"] = Field(
+        "deterministic",
+        description="expert service time: the expert's FLOPs over the host's speed, or "
+        "exponential with that mean",
+    )
+    top_k: int | None = Field(
+        None, ge=1, description="experts asked per query; default stages.gate.top_k"
+    )
+
+
 class OutputConfig(_Strict):
     dir: Path | None = Field(None, description="run directory; default runs/<name>-<timestamp>")
     plots: bool = True
@@ -279,6 +313,7 @@ class Scenario(_Strict):
     network: NetworkConfig = NetworkConfig()
     federation: FederationConfig = FederationConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    inference: InferenceConfig = InferenceConfig()
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
@@ -295,6 +330,12 @@ class Scenario(_Strict):
             raise ValueError(
                 f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count "
                 f"({self.clients.count}); choose 1..{self.clients.count}"
+            )
+        k = self.inference.top_k
+        if k is not None and k > self.clients.count:
+            raise ValueError(
+                f"inference.top_k: {k} exceeds clients.count ({self.clients.count}); "
+                f"choose 1..{self.clients.count} (or leave it out to use stages.gate.top_k)"
             )
         return self
 

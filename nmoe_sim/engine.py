@@ -145,6 +145,8 @@ def progress_steps(scenario: Scenario) -> int:
     nmoe = [parse_nmoe(m) for m in scenario.methods if m.startswith("nmoe/")]
     total += (s.extractor.rounds + 1) * len({m.extractor for m in nmoe})
     total += s.gate.rounds * sum(m.trains_gate for m in nmoe)
+    if scenario.inference.enabled:
+        total += len(nmoe)  # one step per served method
     return total
 
 
@@ -223,9 +225,10 @@ def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
         pipeline = NmoePipeline(ctx, extractor)
         pipeline.train_shared()
         for method in wanted:
-            results[method.name] = (
-                pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
-            )
+            result = pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
+            if ctx.scenario.inference.enabled:
+                result.inference = pipeline.serve(method, result)
+            results[method.name] = result
     return results
 
 
@@ -248,6 +251,8 @@ def build_summary(
                 "accuracy_local": r.scores.local_per_client,
             },
         }
+        if r.inference is not None:
+            methods[name]["inference"] = r.inference
     return {
         "scenario": scenario.name,
         "seed": scenario.seed,

@@ -23,6 +23,16 @@ from nmoe_sim.config import Scenario, ScenarioError, load_scenario
 from nmoe_sim.telemetry.writer import check_output_dir
 
 FIGURES = ("accuracy_global", "accuracy_local", "bytes_total", "sim_time_s", "wall_time_s")
+# From a method's `inference` entry, as `inference_<name>` columns (methods that served only).
+INFERENCE_FIGURES = (
+    "accuracy",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "bytes_per_query",
+    "own_expert_only_fraction",
+    "deadline_misses",
+)
 
 
 @dataclass(frozen=True)
@@ -96,14 +106,21 @@ def sweep_rows(points: Sequence[SweepPoint], summaries: Sequence[dict[str, Any]]
     rows = []
     for point, summary in zip(points, summaries, strict=True):
         for method, m in summary["methods"].items():
+            served = m.get("inference")
             rows.append(
                 {
                     "point": point.name,
                     **point.settings,
                     "method": method,
                     **{f: m[f] for f in FIGURES},
+                    **(
+                        {f"inference_{f}": served[f] for f in INFERENCE_FIGURES}
+                        if isinstance(served, dict)
+                        else {}
+                    ),
                 }
             )
+    # Columns in first-seen order: a method without inference figures leaves them empty.
     return pd.DataFrame(rows)
 
 

@@ -84,13 +84,20 @@ class Evaluator:
         return torch.stack(out, dim=1)
 
 
+def gate_scores(
+    spec: ModelSpec, gate: Weights, features: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """[test, experts] raw scores of one client's gate (no noise at test time)."""
+    model = spec.build_gate()
+    model.load_state_dict(gate)
+    return predict(model, features, device)
+
+
 def gate_routing(
     spec: ModelSpec, gate: Weights, features: torch.Tensor, top_k: int, device: torch.device
 ) -> torch.Tensor:
     """[test, experts] mixture weights of one client's gate (no noise at test time)."""
-    model = spec.build_gate()
-    model.load_state_dict(gate)
-    return top_k_weights(predict(model, features, device), top_k)
+    return top_k_weights(gate_scores(spec, gate, features, device), top_k)
 
 
 def mixture_predictions(routing: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:

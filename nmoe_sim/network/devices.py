@@ -92,6 +92,22 @@ class Devices:
     def duration_s(self, node: str, flops: float) -> float:
         return flops / self.profile.speed_flops[node]
 
+    def _resource(self, node: str) -> simpy.Resource:
+        resource = self._busy.get(node)
+        if resource is None:
+            resource = self._busy[node] = simpy.Resource(self.env, capacity=1)
+        return resource
+
+    def occupy(self, node: str, seconds: float) -> Generator:
+        """Hold `node` for `seconds` once it is free (FIFO behind earlier work); returns the
+        time the work started. For work whose result is already known (the serving stage's
+        measured outputs): only its time on the device is simulated."""
+        with self._resource(node).request() as req:
+            yield req
+            start = self.env.now
+            yield self.env.timeout(seconds)
+        return start
+
     def work(
         self, node: str, flops: float, dispatch: Callable[[], Any], *, may_drop: bool = False
     ) -> Generator:
@@ -102,8 +118,7 @@ class Devices:
         federated client task (`may_drop`) may be lost (`TaskDropped`), decided at that moment,
         never in advance.
         """
-        resource = self._busy.setdefault(node, simpy.Resource(self.env, capacity=1))
-        with resource.request() as req:
+        with self._resource(node).request() as req:
             yield req
             handle = dispatch()
             yield self.env.timeout(self.duration_s(node, flops))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -32,6 +33,7 @@ class MethodResult:
     scores: Scores
     log: MethodLog
     routing_frequency: np.ndarray | None = None
+    inference: dict[str, Any] | None = None  # the serving stage's figures, where it ran
 
 
 @dataclass

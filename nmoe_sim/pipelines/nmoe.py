@@ -8,19 +8,37 @@ schemes are compared from the same experts without sharing links or clocks.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from nmoe_sim.federation.passing import pass_along, random_walk_route, ring_route
+from nmoe_sim.inference import (
+    DelayEstimator,
+    ServingModel,
+    ServingSettings,
+    fixed_scores,
+    nominal_round_trips,
+    poisson_queries,
+    serve,
+    summarise,
+)
 from nmoe_sim.learning import client as tasks
 from nmoe_sim.learning.client import ContrastiveSettings, GateSettings, Update, Weights
-from nmoe_sim.learning.evaluate import gate_routing, mixture_predictions, routing_frequency
+from nmoe_sim.learning.evaluate import (
+    gate_routing,
+    gate_scores,
+    mixture_predictions,
+    routing_frequency,
+)
 from nmoe_sim.methods import NmoeMethod
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
+from nmoe_sim.network.payload import payload_bytes
 from nmoe_sim.pipelines.context import MethodResult, RunContext, mean_loss
 from nmoe_sim.pipelines.federate import federate
+from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.records import MethodLog
 from nmoe_sim.world import World
 
@@ -143,26 +161,31 @@ class NmoePipeline:
         )
         return MethodResult(ev.score_each(predictions), log, freq)
 
-    def _gate_routings(
+    def _client_gates(
         self, method: str, fallback: Weights | None = None, shared: Weights | None = None
-    ) -> list[torch.Tensor]:
-        """Each client's gate routing on the test features; a client holding no gate yet (mid
-        random walk, or not yet selected by FedGate) is scored with `fallback`. `shared` (FedGate's
-        current global trunk) replaces that part of every client's gate, as at the end."""
-        ctx = self.ctx
-        k = ctx.scenario.stages.gate.top_k
-        routings = []
-        for c in ctx.client_ids:
-            gate = ctx.backend.submit(c, tasks.gate_weights, method).result()
+    ) -> list[Weights]:
+        """Each client's gate; a client holding no gate yet (mid random walk, or not yet selected
+        by FedGate) gets `fallback`. `shared` (FedGate's current global trunk) replaces that part
+        of every client's gate, as at the end."""
+        gates = []
+        for c in self.ctx.client_ids:
+            gate = self.ctx.backend.submit(c, tasks.gate_weights, method).result()
             gate = fallback if gate is None else gate
             if gate is None:
                 raise RuntimeError(f"client {c} holds no gate for {method}")
-            if shared is not None:
-                gate = {**gate, **shared}
-            routings.append(
-                gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
-            )
-        return routings
+            gates.append(gate if shared is None else {**gate, **shared})
+        return gates
+
+    def _gate_routings(
+        self, method: str, fallback: Weights | None = None, shared: Weights | None = None
+    ) -> list[torch.Tensor]:
+        """Each client's gate routing on the test features (see `_client_gates`)."""
+        ctx = self.ctx
+        k = ctx.scenario.stages.gate.top_k
+        return [
+            gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
+            for gate in self._client_gates(method, fallback, shared)
+        ]
 
     # -- routing references ----------------------------------------------------------------------
 
@@ -307,3 +330,78 @@ class NmoePipeline:
         world.run(stage3())
         log.finish(world.env.now)
         return self._result(self._gate_routings(method.name), log)
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def serve(self, method: NmoeMethod, result: MethodResult) -> dict[str, Any]:
+        """The serving stage of a trained method: Poisson queries at every client on a fresh world
+        (fresh links and devices) whose clock starts where the method's training ended. Its
+        transfers go to the method's serving log (trace stage "inference"); its per-query rows to
+        inference.csv. Returns the summary's `inference` entry."""
+        ctx = self.ctx
+        cfg = ctx.scenario.inference
+        ev = ctx.evaluator
+        n_clients = len(ctx.client_ids)
+        n_samples = self.features.shape[0]
+        if method.trains_gate:
+            device = torch.device(ctx.device)
+            scores = [
+                gate_scores(ctx.spec, g, self.features, device).numpy()
+                for g in self._client_gates(method.name)
+            ]
+            top_k = cfg.top_k or ctx.scenario.stages.gate.top_k
+            latency_weight = cfg.latency_weight
+        else:  # fixed routings: no gate to penalise
+            scores = fixed_scores(method.routing, n_clients, n_samples)
+            top_k = 1 if method.routing == "own_expert" else n_clients
+            latency_weight = 0.0
+        model = ServingModel(
+            features=self.features,
+            expert_probs=self.expert_probs,
+            scores=scores,
+            fe_flops=ctx.spec.forward_flops("extractor") + ctx.spec.forward_flops("gate"),
+            expert_flops=ctx.spec.forward_flops("expert"),
+        )
+        start = result.log.sim_time_s
+        queries = poisson_queries(
+            ctx.scenario.seed,
+            ctx.client_ids,
+            [idx.numpy() for idx in ev.client_test],
+            rate_qps=cfg.rate_qps,
+            per_client=cfg.queries_per_client,
+            start_s=start,
+        )
+        ctx.progress.describe(f"{method.name}: serving {len(queries)} queries")
+        log = ctx.recorder.serving(method.name)
+        world = ctx.world(log, start_s=start)
+        estimator = None
+        if latency_weight > 0:
+            service_mean = [
+                world.devices.duration_s(client_node(j), model.expert_flops) for j in ctx.client_ids
+            ]
+            estimator = DelayEstimator(
+                nominal_round_trips(
+                    ctx.make_network,
+                    n_clients,
+                    payload_bytes(self.features[0]),
+                    payload_bytes(self.expert_probs[0, 0]),
+                    service_mean,
+                )
+            )
+        settings = ServingSettings(
+            top_k=top_k,
+            deadline_s=None if cfg.deadline_ms is None else cfg.deadline_ms / 1e3,
+            latency_weight=latency_weight,
+            service=cfg.service,
+        )
+        rngs = [
+            numpy_rng(ctx.scenario.seed, "inference", "service", method.name, j)
+            for j in ctx.client_ids
+        ]
+        run = serve(world, queries, model, settings, estimator=estimator, service_rngs=rngs)
+        log.mark_stage("inference", run.t_start_s, run.t_end_s)
+        log.finish(run.t_end_s)
+        figures, rows = summarise(run, self.expert_probs, ev.test_y)
+        ctx.recorder.record_queries(method.name, rows)
+        ctx.progress.advance()
+        return figures

@@ -264,6 +264,9 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
     metrics = data.metrics if data.metrics is not None else empty
     trace = data.trace if data.trace is not None else empty
     tasks = data.tasks if data.tasks is not None else empty
+    # The serving stage (trace stage "inference") runs after training on the method's clock; the
+    # training figures leave it out, so a bytes line still ends at the method's bytes_total.
+    training = trace[trace["stage"].astype(str) != "inference"] if len(trace) else trace
     names = [*methods]
     for frame in (metrics, trace, tasks):
         names += list(frame.get("method", []))
@@ -292,7 +295,7 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
             "No accuracy figure: metrics.csv is missing or has no evaluations.",
         ),
         (
-            F.bytes_figure(trace, methods, colours, folder / "bytes.png"),
+            F.bytes_figure(training, methods, colours, folder / "bytes.png"),
             "No bytes figure: trace.csv is missing or empty (no method sent anything).",
         ),
         (
@@ -300,7 +303,7 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
             "No gating heat maps: the run has no heatmaps/*.csv (no NMoE method).",
         ),
         (
-            F.utilisation_figure(tasks, trace, folder / "utilisation.png"),
+            F.utilisation_figure(tasks, training, folder / "utilisation.png"),
             "No utilisation figure: tasks.csv is missing or empty.",
         ),
     ]

@@ -52,6 +52,21 @@ TASK_COLUMNS = (
     "host_wall_s",
     "status",
 )
+INFERENCE_COLUMNS = (
+    "method",
+    "query",
+    "client",
+    "sample",
+    "t_arrival_s",
+    "t_done_s",
+    "latency_ms",
+    "experts",
+    "answered",
+    "bytes",
+    "correct",
+    "own_only",
+    "deadline_missed",
+)
 ROUND_COLUMNS = (
     "method",
     "stage",
@@ -191,12 +206,27 @@ class MethodLog:
 class Recorder:
     def __init__(self) -> None:
         self.logs: dict[str, MethodLog] = {}
+        # The serving stage of a method: its own log (same method name in the trace, stage
+        # "inference"), so a method's training totals (bytes_total, stages) stay training only.
+        self.serving_logs: dict[str, MethodLog] = {}
         self.metrics: list[dict[str, object]] = []
+        self.inference: list[dict[str, object]] = []
 
     def method(self, name: str, parent: MethodLog | None = None) -> MethodLog:
         log = MethodLog(name, parent)
         self.logs[name] = log
         return log
+
+    def serving(self, name: str) -> MethodLog:
+        log = MethodLog(name)
+        self.serving_logs[name] = log
+        return log
+
+    def record_queries(self, method: str, rows: list[dict[str, object]]) -> None:
+        self.inference += [{"method": method, **row} for row in rows]
+
+    def _all_logs(self) -> list[MethodLog]:
+        return [*self.logs.values(), *self.serving_logs.values()]
 
     def metric(
         self,
@@ -222,7 +252,7 @@ class Recorder:
 
     def trace_rows(self) -> list[dict[str, object]]:
         rows = [
-            {"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.transfers
+            {"method": log.name, **asdict(r)} for log in self._all_logs() for r in log.transfers
         ]
         rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["t_end_s"]))
         return rows
@@ -245,9 +275,13 @@ class Recorder:
         return rows
 
     def task_rows(self) -> list[dict[str, object]]:
-        rows = [{"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.tasks]
+        rows = [{"method": log.name, **asdict(r)} for log in self._all_logs() for r in log.tasks]
         rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["node"], row["t_end_s"]))
         return rows
+
+    def inference_rows(self) -> list[dict[str, object]]:
+        """One row per served query, by method then query id (arrival order)."""
+        return sorted(self.inference, key=lambda row: (row["method"], row["query"]))
 
     def round_rows(self) -> list[dict[str, object]]:
         rows = [{"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.rounds]

@@ -20,6 +20,7 @@ import yaml
 
 from nmoe_sim.telemetry.plots import gating_heatmap
 from nmoe_sim.telemetry.records import (
+    INFERENCE_COLUMNS,
     METRIC_COLUMNS,
     ROUND_COLUMNS,
     TASK_COLUMNS,
@@ -93,6 +94,10 @@ def write_run(
             staging / "tasks.csv", index=False
         )
         partition.to_csv(staging / "partition.csv", index=False)
+        if recorder.inference:
+            pd.DataFrame(recorder.inference_rows(), columns=list(INFERENCE_COLUMNS)).to_csv(
+                staging / "inference.csv", index=False
+            )
         if heatmaps:
             folder = staging / "heatmaps"
             folder.mkdir()

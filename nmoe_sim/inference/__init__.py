@@ -1,0 +1,21 @@
+"""The serving simulation: queries, routing, expert queues, deadlines, and its figures."""
+
+from nmoe_sim.inference.figures import summarise
+from nmoe_sim.inference.routing import DelayEstimator, Router, nominal_round_trips
+from nmoe_sim.inference.serving import QueryOutcome, ServingRun, ServingSettings, serve
+from nmoe_sim.inference.workload import Query, ServingModel, fixed_scores, poisson_queries
+
+__all__ = [
+    "DelayEstimator",
+    "Query",
+    "QueryOutcome",
+    "Router",
+    "ServingModel",
+    "ServingRun",
+    "ServingSettings",
+    "fixed_scores",
+    "nominal_round_trips",
+    "poisson_queries",
+    "serve",
+    "summarise",
+]
