@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,17 @@ class Population:
     dataset: ImageDataset
     train_parts: list[np.ndarray]
     test_parts: list[np.ndarray]
+
+    def in_client_order(self) -> Population:
+        """The same split with the train set reordered client after client, so every client's
+        data is one contiguous slice (shared without copies by its state and the backend)."""
+        order = np.concatenate(self.train_parts)
+        bounds = np.cumsum([0] + [len(p) for p in self.train_parts])
+        dataset = replace(
+            self.dataset, train_x=self.dataset.train_x[order], train_y=self.dataset.train_y[order]
+        )
+        parts = [np.arange(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+        return Population(dataset, parts, self.test_parts)
 
     def statistics(self) -> pd.DataFrame:
         """Per-client class counts of the train split and of the client's own test split."""
@@ -161,14 +173,13 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     backend = make_backend(scenario.runtime, client_ids)  # boots while the data loads
     recorder = Recorder()
     try:
-        population = build_population(scenario)
+        # Client after client, so the centralized baseline can upload each client's slice and
+        # the clients' states share storage with it (one copy of the train set in memory).
+        population = build_population(scenario).in_client_order()
         dataset = population.dataset
         spec = model_spec(scenario, dataset)
         sizes = [len(p) for p in population.train_parts]
-        # Client train data in client order, so the centralized baseline can upload each
-        # client's slice and the clients' states share storage with it.
-        order = np.concatenate(population.train_parts)
-        train_x, train_y = dataset.train_x[order], dataset.train_y[order]
+        train_x, train_y = dataset.train_x, dataset.train_y
         backend.host(
             ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
         )
