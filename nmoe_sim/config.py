@@ -291,6 +291,11 @@ class InferenceConfig(_Strict):
     top_k: int | None = Field(
         None, ge=1, description="experts asked per query; default stages.gate.top_k"
     )
+    queries_from: Literal["own", "global"] = Field(
+        "own",
+        description="where a client's queries come from: its own test split (its label mix) "
+        "or the balanced global test set (the paper's metric)",
+    )
 
 
 class OutputConfig(_Strict):

@@ -366,7 +366,10 @@ class NmoePipeline:
         queries = poisson_queries(
             ctx.scenario.seed,
             ctx.client_ids,
-            [idx.numpy() for idx in ev.client_test],
+            [
+                idx.numpy() if cfg.queries_from == "own" else np.arange(n_samples)
+                for idx in ev.client_test
+            ],
             rate_qps=cfg.rate_qps,
             per_client=cfg.queries_per_client,
             start_s=start,
