@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.nmoe import NmoePipeline
 from nmoe_sim.runtime import make_backend
+from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.progress import RunProgress
@@ -170,12 +172,16 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
     wall_start = time.perf_counter()
     torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
     client_ids = list(range(scenario.clients.count))
-    backend = make_backend(scenario.runtime, client_ids)  # boots while the data loads
     recorder = Recorder()
+    # The data loads in a thread while the backend boots (starting Ray takes seconds).
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        loading = loader.submit(build_population, scenario)
+        backend = make_backend(scenario.runtime, client_ids)
+        loaded = _wait_for(loading, backend)
     try:
         # Client after client, so the centralized baseline can upload each client's slice and
         # the clients' states share storage with it (one copy of the train set in memory).
-        population = build_population(scenario).in_client_order()
+        population = loaded.in_client_order()
         dataset = population.dataset
         spec = model_spec(scenario, dataset)
         sizes = [len(p) for p in population.train_parts]
@@ -220,6 +226,14 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         plots=scenario.output.plots,
     )
     return summary
+
+
+def _wait_for(loading: Future[Population], backend: Backend) -> Population:
+    try:
+        return loading.result()
+    except BaseException:
+        backend.close()
+        raise
 
 
 def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
