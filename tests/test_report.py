@@ -21,6 +21,7 @@ from nmoe_sim.report import ReportError, build_report
 from nmoe_sim.report.build import MARKER
 from nmoe_sim.report.figures import SWEEP_FIGURES, _log_x, sweep_figure_name
 from nmoe_sim.report.timeline import chrome_trace_events, node_order
+from nmoe_sim.telemetry.records import TRACE_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,19 +48,7 @@ TRACE = pd.DataFrame(
         ("nmoe/fedsc/fedgate", 3.0, 3.125, "c0", "c1", "features", "gate", 0, 500, "c0>c1", None),
         ("nmoe/fedsc/fedgate", 3.5, 3.5, "c1", "server", "update_up", "gate", 1, 300, "c1>s", 0),
     ],
-    columns=[
-        "method",
-        "t_start_s",
-        "t_end_s",
-        "src",
-        "dst",
-        "kind",
-        "stage",
-        "round",
-        "size_bytes",
-        "path",
-        "staleness",
-    ],
+    columns=list(TRACE_COLUMNS),
 )
 METRICS = pd.DataFrame(
     [

@@ -6,7 +6,7 @@
 The plainest fast way to do what nmoe-sim's FedAvg baseline does, with nothing simulated: per
 round draw the clients (nmoe-sim's own selection stream), train each in turn with
 `nmoe_sim.learning.loops.fit` (same loss, optimizer, batches and seeds), take the sample-weighted
-mean of their state dicts (in float64, as nmoe-sim does) and score the new global model on the
+mean of their state dicts (nmoe-sim's own `weighted_average`) and score the new global model on the
 whole test set. One model object is reused; torch uses every core.
 """
 
@@ -24,28 +24,15 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for nmoe_sim
 
-from workload import Weights, load_workload, write_result
+from workload import load_workload, write_result
 
+from nmoe_sim.federation.aggregate import weighted_average
 from nmoe_sim.learning.loops import fit
 
 
 def cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     x, y = batch
     return F.cross_entropy(model(x), y)
-
-
-def weighted_mean(states: list[Weights], samples: list[int]) -> Weights:
-    total = float(sum(samples))
-    out: Weights = {}
-    for key, first in states[0].items():
-        if not torch.is_floating_point(first):
-            out[key] = first.clone()
-            continue
-        acc = torch.zeros_like(first, dtype=torch.float64)
-        for state, n in zip(states, samples, strict=True):
-            acc += state[key].to(torch.float64) * (n / total)
-        out[key] = acc.to(first.dtype)
-    return out
 
 
 def main() -> None:
@@ -77,7 +64,7 @@ def main() -> None:
             fit(model, data, cross_entropy, w.optim, w.local_epochs, gen, cpu)
             states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             samples.append(len(w.client_y[cid]))
-        global_weights = weighted_mean(states, samples)
+        global_weights = weighted_average(states, samples)
         accuracies.append(w.accuracy(global_weights))
         print(f"round {r + 1}/{w.rounds}: accuracy {accuracies[-1]:.4f}", flush=True)
     write_result(
