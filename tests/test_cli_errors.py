@@ -317,3 +317,15 @@ def test_unreachable_ray_address_exits_2_before_writing(tmp_path: Path) -> None:
     )
     _assert_bad_input(result, "runtime.ray_address: nothing answers at '127.0.0.1:1'")
     assert not out.exists()
+
+
+def test_dashboard_without_its_packages_exits_2(tmp_path: Path) -> None:
+    import ray
+
+    if ray._private.utils.get_dashboard_dependency_error() is None:
+        pytest.skip("ray[default] is installed here")
+    out = tmp_path / "run"
+    text = BASE + "runtime: {backend: ray, dashboard: true}\n"
+    result = _invoke(["run", _scenario(tmp_path, text), "--out", str(out)])
+    _assert_bad_input(result, "runtime.dashboard: the Ray dashboard needs Ray's optional packages")
+    assert not out.exists()

@@ -335,6 +335,11 @@ def connect(runtime: RuntimeConfig) -> bool:
                 "check `ray status` on its head node, or drop the address to run locally"
             ) from None
     else:
+        if runtime.dashboard and ray._private.utils.get_dashboard_dependency_error() is not None:
+            raise ScenarioError(
+                "runtime.dashboard: the Ray dashboard needs Ray's optional packages; "
+                "install them with `.venv/bin/pip install 'ray[default]'` or drop the key"
+            )
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=runtime.dashboard, **common)
     return True
 
