@@ -9,20 +9,33 @@ from rich.table import Table
 
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['scenario']} (seed {summary['seed']})")
-    for column in ("method", "acc global", "acc local", "bytes total", "sim time", "wall time"):
+    columns = ["method", "acc global", "acc local", "bytes total", "sim time", "wall time"]
+    # The serving stage's headline figures, when any method served queries.
+    served = any(isinstance(m.get("inference"), dict) for m in summary["methods"].values())
+    if served:
+        columns += ["serve acc", "serve p99"]
+    for column in columns:
         if column == "method":
             table.add_column(column, no_wrap=True)
         else:
             table.add_column(column, justify="right")
     for name, m in summary["methods"].items():
-        table.add_row(
+        cells = [
             name,
             f"{100 * m['accuracy_global']:.2f} %",
             f"{100 * m['accuracy_local']:.2f} %",
             _bytes(m["bytes_total"]),
             f"{m['sim_time_s']:.1f} s",
             f"{m['wall_time_s']:.1f} s",
-        )
+        ]
+        if served:
+            inf = m.get("inference")
+            cells += (
+                [f"{100 * inf['accuracy']:.2f} %", f"{inf['latency_p99_ms']:.1f} ms"]
+                if isinstance(inf, dict)
+                else ["", ""]
+            )
+        table.add_row(*cells)
     return table
 
 
