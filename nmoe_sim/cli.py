@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Simulate federated training of a Networked Mixture-of-Experts at the mobile edge.",
 )
-out = Console()
+# Piped output gets a wide table rather than rich's 80 columns, which cut figures short.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
