@@ -21,7 +21,7 @@ from nmoe_sim.report import ReportError, build_report
 from nmoe_sim.report.build import MARKER
 from nmoe_sim.report.figures import SWEEP_FIGURES, _log_x, sweep_figure_name
 from nmoe_sim.report.timeline import chrome_trace_events, node_order
-from nmoe_sim.telemetry.records import TRACE_COLUMNS
+from nmoe_sim.telemetry.records import METRIC_COLUMNS, TRACE_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -57,16 +57,7 @@ METRICS = pd.DataFrame(
         ("nmoe/fedsc", "expert", 0, 3.0, 0.3, None, 1.1, 4000),
         ("nmoe/fedsc/fedgate", "gate", 1, 3.5, 0.4, 0.55, 2.0, 4800),
     ],
-    columns=[
-        "method",
-        "stage",
-        "round",
-        "sim_time_s",
-        "wall_time_s",
-        "accuracy",
-        "loss",
-        "bytes_cum",
-    ],
+    columns=list(METRIC_COLUMNS),
 )
 INFERENCE = {
     "latency_p50_ms": 12.0,
