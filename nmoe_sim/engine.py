@@ -89,15 +89,21 @@ def build_population(scenario: Scenario) -> Population:
         raise ScenarioError(f"dataset/partition settings cannot be met: {exc}") from None
 
 
-def _build_population(scenario: Scenario) -> Population:
-    ds_cfg, part_cfg = scenario.dataset, scenario.partition
-    dataset = load_dataset(
+def load_scenario_dataset(scenario: Scenario) -> ImageDataset:
+    """The scenario's dataset with its seeded subsets, not yet split into clients."""
+    ds_cfg = scenario.dataset
+    return load_dataset(
         ds_cfg.name,
         ds_cfg.root,
         train_samples=ds_cfg.train_samples,
         test_samples=ds_cfg.test_samples,
         seed=scenario.seed,
     )
+
+
+def _build_population(scenario: Scenario) -> Population:
+    part_cfg = scenario.partition
+    dataset = load_scenario_dataset(scenario)
     train_labels = dataset.train_y.numpy()
     parts = partition_indices(
         train_labels,
@@ -189,7 +195,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         backend.host(
             ClientFactory.from_tensors(spec, train_x, train_y, sizes, scenario.runtime.device)
         )
-        if console is not None and hasattr(backend, "describe"):
+        if console is not None:
             console.print(backend.describe(), highlight=False)
         with RunProgress(progress_steps(scenario), console) as progress:
             ctx = RunContext(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nmoe_sim.config import OptimConfig, Scenario, load_scenario
-from nmoe_sim.engine import build_population, model_spec
+from nmoe_sim.engine import build_population, load_scenario_dataset, model_spec
 from nmoe_sim.learning.client import fresh_weights
 from nmoe_sim.learning.loops import predict
 from nmoe_sim.models.spec import ModelSpec
@@ -95,17 +95,8 @@ def load_workload(scenario_path: Path, overrides: list[str]) -> Workload:
 
 def load_test_only(scenario_path: Path, overrides: list[str]) -> Workload:
     """The test set and model spec only (a server that evaluates but never trains)."""
-    from nmoe_sim.data import load_dataset
-
     scenario = load_scenario(scenario_path, overrides)
-    ds = scenario.dataset
-    dataset = load_dataset(
-        ds.name,
-        ds.root,
-        train_samples=ds.train_samples,
-        test_samples=ds.test_samples,
-        seed=scenario.seed,
-    )
+    dataset = load_scenario_dataset(scenario)
     return Workload(
         scenario=scenario,
         spec=model_spec(scenario, dataset),

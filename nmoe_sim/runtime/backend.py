@@ -53,6 +53,10 @@ class Backend(Protocol):
         `HostLost` from `result()`; any other task is run again on the restarted host."""
         ...
 
+    def describe(self) -> str:
+        """One line for the console: where the clients are hosted."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -87,6 +91,9 @@ class InProcessBackend:
         self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False
     ) -> CompletedTask:
         return CompletedTask.run(fn, self.states[client_id], *args)
+
+    def describe(self) -> str:
+        return f"in-process: {len(self.client_ids)} clients in this process"
 
     def close(self) -> None:
         self.states.clear()
