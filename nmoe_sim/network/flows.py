@@ -37,7 +37,9 @@ from typing import Any
 import simpy
 from simpy.events import Event, Timeout
 
+from nmoe_sim.network.ramp import Ramp
 from nmoe_sim.network.topology import Topology
+from nmoe_sim.network.transports import FluidTransport, Hop, Message, Route, Transport
 
 BITS_PER_MEGABIT = 1e6
 # A flow within this many bits of its end counts as done (absorbs floating-point drift).
@@ -59,24 +61,49 @@ class _Link:
 
 
 class _Route:
-    __slots__ = ("latency_s", "links", "path")
+    __slots__ = ("latency_s", "links", "path", "transport_path")
 
-    def __init__(self, path: tuple[str, ...], links: tuple[_Link, ...], latency_s: float) -> None:
+    def __init__(
+        self, path: tuple[str, ...], links: tuple[_Link, ...], latency_s: float, transport_path: Any
+    ) -> None:
         self.path = path
         self.links = links
         self.latency_s = latency_s
+        self.transport_path = transport_path  # the transport's constants for this path
 
 
 class _Flow:
-    __slots__ = ("cls", "done", "fid", "finish_v", "links", "route", "size_bits", "t_start_s")
+    __slots__ = (
+        "cap_bps",
+        "cls",
+        "done",
+        "fid",
+        "finish_v",
+        "links",
+        "ramp",
+        "route",
+        "size_bits",
+        "t_start_s",
+    )
 
-    def __init__(self, fid: int, route: _Route, size_bits: float, done: simpy.Event, t: float):
+    def __init__(
+        self,
+        fid: int,
+        route: _Route,
+        size_bits: float,
+        done: simpy.Event,
+        t: float,
+        cap_bps: float,
+        ramp: Ramp | None,
+    ):
         self.fid = fid
         self.route = route
         self.links = route.links
         self.size_bits = size_bits
         self.done = done
         self.t_start_s = t
+        self.cap_bps = cap_bps  # its own bound (window, loss); links bound it too
+        self.ramp = ramp  # slow start, while it may still be window-limited
         self.cls: _Class | None = None
         self.finish_v = 0.0  # point on its class's virtual clock where it is done
 
@@ -92,6 +119,7 @@ class _Class:
         "mark",
         "n",
         "new_rate_bps",
+        "ramping",
         "rate_bps",
         "t_last_s",
         "v_bits",
@@ -114,6 +142,8 @@ class _Class:
         self.due_fid = -1  # the head the pending timer was armed for
         self.alive = True
         self.mark = 0
+        # Members in slow start (ordered set, made on first use): re-planned when the rate moves.
+        self.ramping: dict[_Flow, None] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,8 +167,15 @@ class FlowNetwork:
     Both cost work proportional to the active flows per event.
     """
 
-    def __init__(self, topology: Topology, *, record_history: bool = False) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        transport: Transport | None = None,
+        record_history: bool = False,
+    ) -> None:
         self.topology = topology
+        self.transport: Transport = FluidTransport() if transport is None else transport
         self._env: simpy.Environment | None = None
         self._links: dict[tuple[str, str], _Link] = {}
         self._link_list: list[_Link] = []
@@ -170,7 +207,8 @@ class FlowNetwork:
     ) -> Generator[simpy.Event, Any, tuple[str, ...]]:
         """Move `size_bytes` from `src` to `dst`; returns the path taken (a tuple of node names).
 
-        `src == dst` costs no time. A zero-byte message costs the path latency only.
+        The transport decides what the message costs beyond its bits (headers, handshake, slow
+        start). `src == dst` costs no time. A zero-byte message costs the path latency only.
         """
         if size_bytes < 0:
             raise ValueError(f"size_bytes must be >= 0, got {size_bytes}")
@@ -180,17 +218,19 @@ class FlowNetwork:
         if route is None:
             route = self._route(src, dst)
         if size_bytes > 0 and route.links:
+            transport = self.transport
+            message = transport.open(route.transport_path, src, dst, size_bytes, env.now)
             done = Event(env)
-            latency_s = route.latency_s
-            if latency_s > 0:
+            if message.delay_s > 0:
                 # The transmission starts from the timer's callback: one process wake-up per
                 # transfer instead of two.
-                Timeout(env, latency_s, (route, 8.0 * size_bytes, done)).callbacks.append(
+                Timeout(env, message.delay_s, (route, message, done)).callbacks.append(
                     self._start_cb
                 )
             else:
-                self._start(route, 8.0 * size_bytes, done)
-            yield done
+                self._start(route, message, done)
+            window_bits = yield done
+            transport.close(message, window_bits, env.now)
         elif route.latency_s > 0:
             yield Timeout(env, route.latency_s)
         return route.path
@@ -231,20 +271,47 @@ class FlowNetwork:
                 self._links[(u, v)] = link
                 self._link_list.append(link)
             links.append(link)
-        route = _Route(path, tuple(links), topo.path_latency_s(path))
+        latency_s = topo.path_latency_s(path)
+        transport_path = None
+        if links:
+            transport_path = self.transport.path(
+                self._transport_route(path, latency_s),
+                lambda: self._transport_route(topo.path(dst, src)),
+            )
+        route = _Route(path, tuple(links), latency_s, transport_path)
         self._routes[(src, dst)] = route
         return route
+
+    def _transport_route(self, path: tuple[str, ...], latency_s: float | None = None) -> Route:
+        topo = self.topology
+        hops = []
+        for u, v in itertools.pairwise(path):
+            attrs = topo.graph.succ[u][v]
+            hops.append(
+                Hop(
+                    attrs["bandwidth_mbps"] * BITS_PER_MEGABIT,
+                    attrs["latency_ms"] / 1e3,
+                    attrs.get("loss_rate", 0.0),
+                )
+            )
+        if latency_s is None:
+            latency_s = topo.path_latency_s(path)
+        return Route(tuple(hops), latency_s)
 
     # ---------------------------------------------------------------- flow arrival / departure
 
     def _start_after_latency(self, event: simpy.Event) -> None:
         self._start(*event._value)
 
-    def _start(self, route: _Route, size_bits: float, done: simpy.Event) -> None:
+    def _start(self, route: _Route, message: Message, done: simpy.Event) -> None:
         now = self._env.now  # type: ignore[union-attr]
         fid = self._next_fid
         self._next_fid = fid + 1
-        flow = _Flow(fid, route, size_bits, done, now)
+        size_bits = message.wire_bits
+        ramp = None
+        if message.window_bits > 0:
+            ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits)
+        flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp)
         self._n_active += 1
         if self._n_active > self.peak_active_flows:
             self.peak_active_flows = self._n_active
@@ -325,6 +392,7 @@ class FlowNetwork:
                 finished.append(flow)
                 flow.cls = None
         cls.n -= len(finished)
+        windows = self._leave_ramps(cls, finished, now)
         seeds: list[_Class] = []
         if cls.n == 0:
             self._drop(cls)
@@ -354,18 +422,18 @@ class FlowNetwork:
         self._reshare(seeds, now)
         self.transfers_completed += len(finished)
         records = self.records
-        for flow in finished:
+        for i, flow in enumerate(finished):
             if records is not None:
                 records.append(
                     FlowRecord(flow.fid, flow.route.path, flow.size_bits, flow.t_start_s, now)
                 )
-            flow.done.succeed()
+            flow.done.succeed(windows[i])
 
     # ---------------------------------------------------------------- classes
 
     def _class_for(self, flow: _Flow, now: float) -> _Class:
         shared: list[_Link] = []
-        cap = math.inf
+        cap = flow.cap_bps
         for link in flow.links:
             if len(link.flows) > 1:
                 shared.append(link)
@@ -392,6 +460,14 @@ class FlowNetwork:
             cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
             cls.t_last_s = now
         flow.cls = cls
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited:
+            if cls.ramping is None:
+                cls.ramping = {}
+            cls.ramping[flow] = None
+            rate = cls.rate_bps
+            if rate > 0:  # a new class gets its rate, and its ramps their plans, in _reshare
+                remaining_bits += rate * ramp.pause_ahead(rate, remaining_bits)
         flow.finish_v = fv = cls.v_bits + remaining_bits
         heap = cls.heap
         heappush(heap, (fv, flow.fid, flow))
@@ -407,6 +483,12 @@ class FlowNetwork:
             return
         self._advance(old, now)
         remaining = flow.finish_v - old.v_bits
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited:
+            del old.ramping[flow]  # type: ignore[union-attr]
+            ramp.advance(now, old.rate_bps)
+            if not ramp.exited:
+                remaining = flow.size_bits - ramp.sent
         old.n -= 1  # its heap entry goes stale (flow.cls no longer points here)
         if old.n == 0:
             self._drop(old)
@@ -420,6 +502,46 @@ class FlowNetwork:
         del self._classes[cls.key]
         for link in cls.links:
             del link.classes[cls]
+
+    @staticmethod
+    def _replan_ramps(cls: _Class, now: float) -> None:
+        """The class's rate moves from `rate_bps` to `new_rate_bps` now: bring each member in slow
+        start to now at the old rate, then re-plan its pauses at the new one."""
+        old_rate, rate = cls.rate_bps, cls.new_rate_bps
+        ramping = cls.ramping
+        assert ramping is not None
+        heap = cls.heap
+        for flow in list(ramping):
+            ramp = flow.ramp
+            assert ramp is not None
+            if old_rate > 0:
+                ramp.advance(now, old_rate)
+            if ramp.exited:  # its plan already ran out of pauses: a plain flow from now on
+                del ramping[flow]
+                continue
+            remaining = flow.size_bits - ramp.sent
+            fv = cls.v_bits + remaining + rate * ramp.pause_ahead(rate, remaining)
+            if fv != flow.finish_v:
+                flow.finish_v = fv
+                heappush(heap, (fv, flow.fid, flow))
+                if heap[0][2] is flow:
+                    cls.due_fid = -1
+
+    @staticmethod
+    def _leave_ramps(cls: _Class, finished: list[_Flow], now: float) -> list[float]:
+        """Finished flows leave the class's slow-start set; returns each one's final window
+        (0 for flows that never had a slow start), which a persistent connection keeps."""
+        windows = []
+        for flow in finished:
+            ramp = flow.ramp
+            if ramp is None:
+                windows.append(0.0)
+                continue
+            if not ramp.exited:
+                del cls.ramping[flow]  # type: ignore[index]
+                ramp.advance(now, cls.rate_bps)
+            windows.append(ramp.window_after())
+        return windows
 
     @staticmethod
     def _advance(cls: _Class, now: float) -> None:
@@ -479,6 +601,8 @@ class FlowNetwork:
                 if cls.t_last_s != now:
                     cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
                     cls.t_last_s = now
+                if cls.ramping:
+                    self._replan_ramps(cls, now)
                 cls.rate_bps = cls.new_rate_bps
                 self._arm(cls, now)
             elif cls.due_fid == -1:
