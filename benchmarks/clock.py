@@ -2,7 +2,11 @@
 
     .venv/bin/python benchmarks/clock.py                          # 100 cells x 100 clients, 1e6
     .venv/bin/python benchmarks/clock.py --cells 10 --transfers 100000
+    .venv/bin/python benchmarks/clock.py --transports tcp         # one transport only
     .venv/bin/python benchmarks/clock.py --profile                # cProfile's top functions too
+
+Each transport (`fluid`, `tcp` with Linux's defaults and persistent connections) runs the same
+workload in turn, in this process; the table gives each one's wall time and the ratio to the first.
 
 Every client runs the federated loop with training replaced by its modelled duration: download
 the model from the cloud, compute (a seeded lognormal time), upload the update, and every second
@@ -33,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from nmoe_sim.network.flows import FlowNetwork  # noqa: E402
 from nmoe_sim.network.topology import Topology, mec  # noqa: E402
+from nmoe_sim.network.transports import TRANSPORTS, by_name  # noqa: E402
 
 
 def build(cells: int, per_cell: int, backhaul_mbps: float) -> Topology:
@@ -81,7 +86,7 @@ def client_loop(
         r += 1
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, transport: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     topo = build(args.cells, args.per_cell, args.backhaul_mbps)
     build_s = time.perf_counter() - t0
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     compute = (rng.lognormal(0.0, 0.25, (n, rounds)) * args.compute_s * speed[:, None]).tolist()
 
     env = simpy.Environment()
-    net = FlowNetwork(topo)
+    net = FlowNetwork(topo, transport=by_name(transport))
     kinds = {"model_down": 0, "update_up": 0, "gate_pass": 0}
     t1 = time.perf_counter()
     c1 = time.process_time()
@@ -127,6 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if completed != args.transfers:
         raise SystemExit(f"expected {args.transfers} transfers, the network finished {completed}")
     return {
+        "transport": transport,
         "clients": n,
         "transfers": completed,
         "build_s": build_s,
@@ -151,43 +157,61 @@ def main() -> None:
     parser.add_argument("--compute-s", type=float, default=2.0, help="mean modelled training time")
     parser.add_argument("--spread-s", type=float, default=10.0, help="clients' start offsets")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--transports",
+        default="fluid,tcp",
+        help=f"comma-separated, run in this order (known: {', '.join(TRANSPORTS)})",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    unknown = [t for t in transports if t not in TRANSPORTS]
+    if unknown or not transports:
+        parser.error(f"--transports: unknown {unknown}; choose from {', '.join(TRANSPORTS)}")
 
-    if args.profile:
-        prof = cProfile.Profile()
-        stats = prof.runcall(run, args)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
-    else:
-        stats = run(args)
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rows = []
+    for transport in transports:
+        if args.profile:
+            prof = cProfile.Profile()
+            stats = prof.runcall(run, args, transport)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+        else:
+            stats = run(args, transport)
+        # Peak RSS is the process's so far: the later transports' rows include the earlier.
+        stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append(stats)
 
     table = Table(title="FlowNetwork clock-only benchmark (mec, max-min sharing)")
     for col in (
+        "transport",
         "clients",
         "transfers",
         "build s",
         "wall time s",
         "CPU time s",
         "transfers/s",
+        f"wall / {rows[0]['transport']}",
         "simulated time s",
         "peak concurrent flows",
         "peak RSS MiB",
     ):
         table.add_column(col, justify="right")
-    table.add_row(
-        f"{stats['clients']:,}",
-        f"{stats['transfers']:,}",
-        f"{stats['build_s']:.2f}",
-        f"{stats['run_s']:.2f}",
-        f"{stats['cpu_s']:.2f}",
-        f"{stats['transfers'] / stats['run_s']:,.0f}",
-        f"{stats['sim_time_s']:,.1f}",
-        f"{stats['peak_flows']:,}",
-        f"{peak_rss_mib:,.0f}",
-    )
-    Console(width=160).print(table)
-    k = stats["kinds"]
+    for stats in rows:
+        table.add_row(
+            stats["transport"],
+            f"{stats['clients']:,}",
+            f"{stats['transfers']:,}",
+            f"{stats['build_s']:.2f}",
+            f"{stats['run_s']:.2f}",
+            f"{stats['cpu_s']:.2f}",
+            f"{stats['transfers'] / stats['run_s']:,.0f}",
+            f"{stats['run_s'] / rows[0]['run_s']:.2f}",
+            f"{stats['sim_time_s']:,.1f}",
+            f"{stats['peak_flows']:,}",
+            f"{stats['peak_rss_mib']:,.0f}",
+        )
+    Console(width=180).print(table)
+    k = rows[0]["kinds"]
     print(
         f"mec {args.cells} cells x {args.per_cell} clients: access 20 Mbps / 5 ms, backhaul "
         f"{args.backhaul_mbps:g} Mbps / 10 ms per cell, d2d 50 Mbps / 2 ms; messages "

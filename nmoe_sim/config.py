@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nmoe_sim.methods import ALL_METHODS, GATES, parse_nmoe
+from nmoe_sim.network.transports import tcp
 
 
 class ScenarioError(Exception):
@@ -174,6 +175,37 @@ class StragglersConfig(_Strict):
     )
 
 
+class TcpConfig(_Strict):
+    """The `tcp` transport's knobs, Linux's defaults (nmoe_sim/network/transports/tcp.py)."""
+
+    mtu_bytes: int = Field(tcp.MTU_BYTES, ge=68, le=65535, description="IP packet size")
+    header_bytes: int = Field(
+        tcp.HEADER_BYTES, ge=40, le=120, description="IP + TCP headers per packet (52: timestamps)"
+    )
+    link_header_bytes: int = Field(
+        tcp.LINK_HEADER_BYTES, ge=0, le=1000, description="link framing per packet (14: Ethernet)"
+    )
+    initial_window_segments: int = Field(tcp.INITIAL_WINDOW_SEGMENTS, ge=1, le=10_000)
+    max_window_bytes: int = Field(
+        tcp.MAX_WINDOW_BYTES, ge=1024, le=2**30, description="largest window (receive buffer)"
+    )
+    min_rto_ms: float = Field(tcp.MIN_RTO_MS, ge=1, le=60_000, description="minimum RTO")
+    connections: Literal["persistent", "per_message"] = Field(
+        "persistent",
+        description="persistent: one connection per node pair, opened once; per_message: a "
+        "handshake for every message",
+    )
+
+    @model_validator(mode="after")
+    def _segment_left(self) -> TcpConfig:
+        if self.header_bytes >= self.mtu_bytes:
+            raise ValueError(
+                f"network.tcp.header_bytes ({self.header_bytes}) must be below mtu_bytes "
+                f"({self.mtu_bytes}): a packet must carry some payload"
+            )
+        return self
+
+
 class NetworkConfig(_Strict):
     """The simulated network. `ideal`: instantaneous transfers (bytes still counted)."""
 
@@ -188,6 +220,29 @@ class NetworkConfig(_Strict):
     d2d_mbps: float | None = Field(None, gt=0, description="device-to-device links in a cell (mec)")
     d2d_latency_ms: float = Field(2.0, ge=0)
     radius: float = Field(0.35, gt=0, le=2, description="link radius (random_geometric)")
+    loss: float = Field(
+        0.0, ge=0, lt=1, description="packet loss on client links (star, mec, random_geometric)"
+    )
+    transport: Literal["tcp", "fluid"] = Field(
+        "tcp",
+        description="tcp: headers, handshakes, slow start, window and loss bounds; fluid: "
+        "latency + bits / fair share",
+    )
+    tcp: TcpConfig = TcpConfig()
+
+    @model_validator(mode="after")
+    def _loss_needs_generated_links(self) -> NetworkConfig:
+        if self.loss > 0 and self.topology == "ideal":
+            raise ValueError(
+                "network.loss: the ideal network has no links to lose packets on; choose a "
+                "topology (star, mec, random_geometric) or drop the key"
+            )
+        if self.loss > 0 and self.topology not in ("star", "mec", "random_geometric"):
+            raise ValueError(
+                "network.loss: applies to generated topologies; a topology file sets loss_rate "
+                "on each of its links"
+            )
+        return self
 
 
 class StalenessConfig(_Strict):

@@ -32,19 +32,32 @@ def scenario(**sections: object) -> Scenario:
     return Scenario.model_validate(raw)
 
 
-def test_fedavg_round_time_on_a_star_is_download_compute_upload(tmp_path: Path) -> None:
-    bw_mbps, latency_ms = 8.0, 30.0
-    sc = scenario(network={"topology": "star", "bandwidth_mbps": bw_mbps, "latency_ms": latency_ms})
-    summary = run_scenario(sc, tmp_path / "run")
+def model_bytes_and_compute_s(sc: Scenario) -> tuple[int, float]:
+    """The classifier's bytes and the slowest client's modelled local-epoch time."""
     population = build_population(sc)
     spec = model_spec(sc, population.dataset)
     model_bytes = sum(
         t.numel() * t.element_size() for t in spec.build_classifier().state_dict().values()
     )
-    # Each client has its own link to the hub: no sharing, so a transfer takes latency + size/bw.
-    transfer = latency_ms / 1e3 + 8 * model_bytes / (bw_mbps * 1e6)
     per_sample = TRAIN_FLOPS_FACTOR * spec.forward_flops("classifier")
     compute = max(len(p) for p in population.train_parts) * per_sample / 5e9
+    return model_bytes, compute
+
+
+def test_fedavg_round_time_on_a_star_is_download_compute_upload(tmp_path: Path) -> None:
+    bw_mbps, latency_ms = 8.0, 30.0
+    sc = scenario(
+        network={
+            "topology": "star",
+            "bandwidth_mbps": bw_mbps,
+            "latency_ms": latency_ms,
+            "transport": "fluid",
+        }
+    )
+    summary = run_scenario(sc, tmp_path / "run")
+    model_bytes, compute = model_bytes_and_compute_s(sc)
+    # Each client has its own link to the hub: no sharing, so a transfer takes latency + size/bw.
+    transfer = latency_ms / 1e3 + 8 * model_bytes / (bw_mbps * 1e6)
     # Two rounds of download + slowest compute + upload, then the final broadcast.
     expected = 2 * (transfer + compute + transfer) + transfer
     assert summary["methods"]["fedavg"]["sim_time_s"] == pytest.approx(expected, rel=1e-9)
@@ -54,6 +67,33 @@ def test_fedavg_round_time_on_a_star_is_download_compute_upload(tmp_path: Path) 
     assert set(trace["path"]) == {f"cloud>c{i}" for i in range(CLIENTS)} | {
         f"c{i}>cloud" for i in range(CLIENTS)
     }
+
+
+def test_fedavg_over_tcp_pays_headers_and_one_handshake_per_client(tmp_path: Path) -> None:
+    # A path whose window of 10 packets outlasts a round trip (1 ms links at 8 Mbps: 15 KB take
+    # 15 ms, the round trip 3.6 ms), so no slow start: a transfer is latency + wire bits / bw, and
+    # each client's connection to the hub, opened by the first download, adds one handshake.
+    bw_mbps, latency_ms = 8.0, 1.0
+    sc = scenario(network={"topology": "star", "bandwidth_mbps": bw_mbps, "latency_ms": latency_ms})
+    assert sc.network.transport == "tcp" and sc.network.tcp.connections == "persistent"
+    summary = run_scenario(sc, tmp_path / "run")
+    model_bytes, compute = model_bytes_and_compute_s(sc)
+    bps, lat = bw_mbps * 1e6, latency_ms / 1e3
+    mss, overhead = 1500 - 52, 52 + 14  # Linux defaults: IPv4 + TCP + timestamps, Ethernet
+    wire = model_bytes + -(-model_bytes // mss) * overhead
+    transfer = lat + 8 * wire / bps
+    handshake = 2 * lat + 2 * 8 * overhead / bps  # SYN there, SYN-ACK back
+    first = handshake + lat + 8 * (wire + overhead) / bps  # the third ACK goes ahead of the data
+    expected = first + compute + transfer + (transfer + compute + transfer) + transfer
+    assert summary["methods"]["fedavg"]["sim_time_s"] == pytest.approx(expected, rel=1e-9)
+    trace = pd.read_csv(tmp_path / "run" / "trace.csv")
+    durations = (trace["t_end_s"] - trace["t_start_s"]).to_numpy()
+    first_downloads = trace.index < CLIENTS
+    assert durations[first_downloads] == pytest.approx([first] * CLIENTS, rel=1e-9)
+    assert durations[~first_downloads] == pytest.approx(
+        [transfer] * (len(trace) - CLIENTS), rel=1e-9
+    )
+    assert (trace["size_bytes"] == model_bytes).all()  # the trace keeps the payload
 
 
 def test_lower_bandwidth_same_bytes_more_time(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from nmoe_sim.network.topology import (
     random_geometric,
     star,
 )
+from nmoe_sim.network.transports import Transport, by_name
 from nmoe_sim.seeds import numpy_rng
 
 GENERATED = ("star", "mec", "random_geometric")
@@ -52,7 +53,7 @@ class NetworkSetup:
 
 def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
     if cfg.topology == "star":
-        return star(num_clients, cfg.bandwidth_mbps, cfg.latency_ms)
+        return star(num_clients, cfg.bandwidth_mbps, cfg.latency_ms, loss_rate=cfg.loss)
     if cfg.topology == "mec":
         per_cell = math.ceil(num_clients / cfg.cells)
         return mec(
@@ -64,6 +65,7 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
             backhaul_latency_ms=cfg.backhaul_latency_ms,
             d2d_mbps=cfg.d2d_mbps,
             d2d_latency_ms=cfg.d2d_latency_ms,
+            loss_rate=cfg.loss,
         )
     if cfg.topology == "random_geometric":
         return random_geometric(
@@ -72,6 +74,7 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
             numpy_rng(seed, "topology"),
             bandwidth_mbps=cfg.bandwidth_mbps,
             latency_ms=cfg.latency_ms,
+            loss_rate=cfg.loss,
         )
     path = Path(cfg.topology)
     if not path.is_file():
@@ -80,6 +83,13 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
             "nor an existing topology YAML file"
         )
     return load_topology(path)
+
+
+def make_transport(cfg: NetworkConfig) -> Transport:
+    """A fresh transport for one simulated world (it keeps that world's connections)."""
+    if cfg.transport == "tcp":
+        return by_name("tcp", **cfg.tcp.model_dump())
+    return by_name(cfg.transport)
 
 
 def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSetup:
@@ -110,7 +120,7 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
     identity = all(k == v for k, v in names.items())
 
     def make_network() -> NetworkModel:
-        flows = FlowNetwork(topology)
+        flows = FlowNetwork(topology, transport=make_transport(cfg))
         return flows if identity else _Renamed(flows, names)
 
     classes: list[str | None] = [topology.device_class(n) for n in nodes]

@@ -122,7 +122,9 @@ def load_reference(path: str | Path) -> list[Case]:
                 )
             )
         except ValueError as err:
-            raise ReferenceError(f"{path}: a case with unreadable settings {fields}: {err}") from None
+            raise ReferenceError(
+                f"{path}: a case with unreadable settings {fields}: {err}"
+            ) from None
     if not cases:
         raise ReferenceError(f"{path}: no cases (the file has a header but no rows)")
     return cases

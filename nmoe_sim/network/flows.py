@@ -42,6 +42,7 @@ from nmoe_sim.network.topology import Topology
 from nmoe_sim.network.transports import FluidTransport, Hop, Message, Route, Transport
 
 BITS_PER_MEGABIT = 1e6
+_UNPLANNED = -1.0  # finish_v of a flow in slow start until its class's re-share plans it
 # A flow within this many bits of its end counts as done (absorbs floating-point drift).
 _DONE_EPS_BITS = 1e-6
 _DONE_EPS_REL = 1e-12
@@ -122,6 +123,7 @@ class _Class:
         "ramping",
         "rate_bps",
         "t_last_s",
+        "unplanned",
         "v_bits",
         "version",
     )
@@ -144,6 +146,7 @@ class _Class:
         self.mark = 0
         # Members in slow start (ordered set, made on first use): re-planned when the rate moves.
         self.ramping: dict[_Flow, None] | None = None
+        self.unplanned = 0  # members in slow start that joined since the last re-share
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,7 @@ class FlowNetwork:
         size_bits = message.wire_bits
         ramp = None
         if message.window_bits > 0:
-            ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits)
+            ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits, size_bits)
         flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp)
         self._n_active += 1
         if self._n_active > self.peak_active_flows:
@@ -460,18 +463,20 @@ class FlowNetwork:
             cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
             cls.t_last_s = now
         flow.cls = cls
+        cls.n += 1
         ramp = flow.ramp
         if ramp is not None and not ramp.exited:
+            # Its pauses depend on the rate the re-share that follows gives it: planned there.
             if cls.ramping is None:
                 cls.ramping = {}
             cls.ramping[flow] = None
-            rate = cls.rate_bps
-            if rate > 0:  # a new class gets its rate, and its ramps their plans, in _reshare
-                remaining_bits += rate * ramp.pause_ahead(rate, remaining_bits)
+            cls.unplanned += 1
+            flow.finish_v = _UNPLANNED
+            cls.due_fid = -1
+            return
         flow.finish_v = fv = cls.v_bits + remaining_bits
         heap = cls.heap
         heappush(heap, (fv, flow.fid, flow))
-        cls.n += 1
         if heap[0][2] is flow:
             cls.due_fid = -1  # a new head: the class's timer must be re-armed
 
@@ -488,7 +493,7 @@ class FlowNetwork:
             del old.ramping[flow]  # type: ignore[union-attr]
             ramp.advance(now, old.rate_bps)
             if not ramp.exited:
-                remaining = flow.size_bits - ramp.sent
+                remaining = ramp.left
         old.n -= 1  # its heap entry goes stale (flow.cls no longer points here)
         if old.n == 0:
             self._drop(old)
@@ -504,28 +509,33 @@ class FlowNetwork:
             del link.classes[cls]
 
     @staticmethod
-    def _replan_ramps(cls: _Class, now: float) -> None:
-        """The class's rate moves from `rate_bps` to `new_rate_bps` now: bring each member in slow
-        start to now at the old rate, then re-plan its pauses at the new one."""
+    def _plan_ramps(cls: _Class, now: float) -> None:
+        """Plan the pauses of the class's members in slow start at its new rate `new_rate_bps`:
+        those that just joined, and, if the rate moves, the others (brought to now at the old
+        rate first). Members whose plan ran out of pauses leave the set as plain flows."""
         old_rate, rate = cls.rate_bps, cls.new_rate_bps
+        moved = old_rate != rate
         ramping = cls.ramping
         assert ramping is not None
         heap = cls.heap
         for flow in list(ramping):
             ramp = flow.ramp
             assert ramp is not None
-            if old_rate > 0:
+            planned = flow.finish_v != _UNPLANNED
+            if planned:
+                if not moved:
+                    continue
                 ramp.advance(now, old_rate)
-            if ramp.exited:  # its plan already ran out of pauses: a plain flow from now on
-                del ramping[flow]
-                continue
-            remaining = flow.size_bits - ramp.sent
-            fv = cls.v_bits + remaining + rate * ramp.pause_ahead(rate, remaining)
+                if ramp.exited:
+                    del ramping[flow]
+                    continue
+            fv = cls.v_bits + ramp.left + rate * ramp.plan(rate)
             if fv != flow.finish_v:
                 flow.finish_v = fv
                 heappush(heap, (fv, flow.fid, flow))
                 if heap[0][2] is flow:
                     cls.due_fid = -1
+        cls.unplanned = 0
 
     @staticmethod
     def _leave_ramps(cls: _Class, finished: list[_Flow], now: float) -> list[float]:
@@ -602,11 +612,14 @@ class FlowNetwork:
                     cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
                     cls.t_last_s = now
                 if cls.ramping:
-                    self._replan_ramps(cls, now)
+                    self._plan_ramps(cls, now)
                 cls.rate_bps = cls.new_rate_bps
                 self._arm(cls, now)
-            elif cls.due_fid == -1:
-                self._arm(cls, now)
+            else:
+                if cls.unplanned:
+                    self._plan_ramps(cls, now)
+                if cls.due_fid == -1:
+                    self._arm(cls, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 

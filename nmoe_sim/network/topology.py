@@ -1,8 +1,9 @@
 """Network topologies: who links to whom, at what bandwidth and latency, and the paths taken.
 
 A `Topology` wraps a `networkx.DiGraph`. Nodes carry `role` ("cloud", "edge" or "client") and
-`device_class`; edges carry `bandwidth_mbps` (> 0), `latency_ms` (>= 0) and `loss_rate` (in [0, 1),
-stored but not modelled yet). A symmetric link is two directed edges. Topologies come from YAML
+`device_class`; edges carry `bandwidth_mbps` (> 0), `latency_ms` (>= 0) and `loss_rate` (in [0, 1):
+the share of packets the link loses, which the `tcp` transport turns into a throughput bound). A
+symmetric link is two directed edges. Topologies come from YAML
 files users write (`load_topology`) or from generators (`star`, `mec`, `random_geometric`).
 
 Paths: least total latency; ties go to fewer hops, then to the lexicographically smallest sequence
@@ -477,11 +478,13 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
 # -------------------------------------------------------------------- generators
 
 
-def _link_attrs(bandwidth_mbps: float, latency_ms: float) -> dict[str, float]:
+def _link_attrs(
+    bandwidth_mbps: float, latency_ms: float, loss_rate: float = 0.0
+) -> dict[str, float]:
     return {
         "bandwidth_mbps": float(bandwidth_mbps),
         "latency_ms": float(latency_ms),
-        "loss_rate": 0.0,
+        "loss_rate": float(loss_rate),
     }
 
 
@@ -495,15 +498,16 @@ def star(
     bandwidth_mbps: float,
     latency_ms: float,
     *,
+    loss_rate: float = 0.0,
     client_class: str = "phone",
     hub_class: str = "server",
 ) -> Topology:
     """One cell: a hub (the cloud node, a server at the base station) linked both ways to each
-    client `c0..c{n-1}`."""
+    client `c0..c{n-1}`; every link loses `loss_rate` of its packets."""
     _need_count("num_clients", num_clients)
     g = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=hub_class)
-    attrs = _link_attrs(bandwidth_mbps, latency_ms)
+    attrs = _link_attrs(bandwidth_mbps, latency_ms, loss_rate)
     edges = []
     for i in range(num_clients):
         c = f"c{i}"
@@ -523,6 +527,7 @@ def mec(
     backhaul_latency_ms: float,
     d2d_mbps: float | None = None,
     d2d_latency_ms: float = 1.0,
+    loss_rate: float = 0.0,
     client_class: str = "phone",
     edge_class: str = "edge_server",
     cloud_class: str = "server",
@@ -531,15 +536,16 @@ def mec(
 
     Client `c{i}` sits in cell `i // clients_per_cell`. Every link is symmetric. With `d2d_mbps`,
     every pair of clients in a cell also gets a direct device-to-device link (clients_per_cell^2
-    directed links per cell).
+    directed links per cell). Client links (access, d2d) lose `loss_rate` of their packets; the
+    wired backhaul none.
     """
     _need_count("num_cells", num_cells)
     _need_count("clients_per_cell", clients_per_cell)
     g = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
     backhaul = _link_attrs(backhaul_mbps, backhaul_latency_ms)
-    access = _link_attrs(access_mbps, access_latency_ms)
-    d2d = None if d2d_mbps is None else _link_attrs(d2d_mbps, d2d_latency_ms)
+    access = _link_attrs(access_mbps, access_latency_ms, loss_rate)
+    d2d = None if d2d_mbps is None else _link_attrs(d2d_mbps, d2d_latency_ms, loss_rate)
     edges: list[tuple[str, str, dict[str, float]]] = []
     for cell in range(num_cells):
         bs = f"bs{cell}"
@@ -566,6 +572,7 @@ def random_geometric(
     latency_ms: float = 2.0,
     cloud_mbps: float = 1000.0,
     cloud_latency_ms: float = 20.0,
+    loss_rate: float = 0.0,
     grow_radius: bool = True,
     growth: float = 1.25,
     client_class: str = "phone",
@@ -577,7 +584,8 @@ def random_geometric(
     A link over distance d carries `bandwidth_mbps * (1 - (1 - min_bandwidth_fraction) * d / r)`
     (full rate next door, `min_bandwidth_fraction` of it at the radius) with `latency_ms` per hop.
     If the clients are not connected at `radius`, the radius grows by `growth` until they are
-    (`grow_radius=True`, the final radius is `graph.graph["radius"]`), else TopologyError.
+    (`grow_radius=True`, the final radius is `graph.graph["radius"]`), else TopologyError. Every
+    link touches a client and loses `loss_rate` of its packets.
     """
     _need_count("num_clients", num_clients)
     if not radius > 0:
@@ -611,10 +619,10 @@ def random_geometric(
     edges = []
     slope = (1.0 - min_bandwidth_fraction) / r
     for i, j, d in pairs:
-        attrs = _link_attrs(bandwidth_mbps * (1.0 - slope * d), latency_ms)
+        attrs = _link_attrs(bandwidth_mbps * (1.0 - slope * d), latency_ms, loss_rate)
         edges += [(names[i], names[j], attrs), (names[j], names[i], attrs)]
     centre = int(np.argmin((pos[:, 0] - 0.5) ** 2 + (pos[:, 1] - 0.5) ** 2))
-    up = _link_attrs(cloud_mbps, cloud_latency_ms)
+    up = _link_attrs(cloud_mbps, cloud_latency_ms, loss_rate)
     edges += [(CLOUD_NODE, names[centre], up), (names[centre], CLOUD_NODE, up)]
     g.add_edges_from(edges)
     return Topology(g)

@@ -178,11 +178,14 @@ class TcpTransport:
             wire_bits += self.control_bits
         first_packet = wire_bits if wire_bits < self.packet_bits else self.packet_bits
         delay = wait_s + path.latency_s + first_packet * path.first_packet_s_per_bit
-        if wire_bits <= window or window >= path.max_rate_bps * path.rtt_s:
-            window = 0.0  # never window-limited: it fits the window, or the window fills the path
-        return Message(
-            delay, wire_bits, path.cap_bps, path.rtt_s, window, self.max_window_bits, sender
-        )
+        cap = path.cap_bps
+        if wire_bits <= window:
+            # One burst at the links' pace: neither its window nor the steady-state loss bound
+            # holds it back.
+            window, cap = 0.0, math.inf
+        elif window >= path.max_rate_bps * path.rtt_s:
+            window = 0.0  # its window already fills the path: no slow start
+        return Message(delay, wire_bits, cap, path.rtt_s, window, self.max_window_bits, sender)
 
     def _restart_window(self, sender: _Sender, now_s: float, rto_s: float) -> float:
         """Linux's tcp_cwnd_restart: a sender idle for more than one RTO halves its window for
