@@ -34,6 +34,7 @@ from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, DeviceProfile, client_node
 from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.topology import star
+from nmoe_sim.network.transports import TcpTransport
 from nmoe_sim.report.build import build_report
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.sweep import sweep_rows
@@ -344,6 +345,18 @@ def test_nominal_round_trips_on_an_idle_star() -> None:
     assert trips[0, 0] == pytest.approx(0.001)
     assert trips[0, 2] == pytest.approx(0.006 + 64e-6 + 0.003 + 0.006 + 40e-6)
     assert trips[2, 1] == pytest.approx(0.012 + 104e-6 + 0.002)
+
+
+def test_nominal_round_trips_over_tcp_leave_out_the_handshake() -> None:
+    # Persistent connections: the nominal round trip is the steady one (headers, and the packet
+    # serialized on each of the two hops through the hub), not the first one's handshake.
+    bps = 8e6
+    trips = nominal_round_trips(
+        lambda: FlowNetwork(star(3, 8.0, 3.0), transport=TcpTransport()), 3,
+        features_bytes=64, output_bytes=40, service_mean_s=[0.001, 0.002, 0.003],
+    )  # fmt: skip
+    there, back = 8 * (64 + 66), 8 * (40 + 66)  # payload + IP/TCP/timestamps + Ethernet
+    assert trips[0, 2] == pytest.approx(0.006 + 2 * there / bps + 0.003 + 0.006 + 2 * back / bps)
 
 
 def test_latency_aware_routing_stays_local_when_remote_is_slow() -> None:

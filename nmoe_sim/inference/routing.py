@@ -88,7 +88,8 @@ def nominal_round_trips(
 ) -> np.ndarray:
     """[clients, experts] idle round trips: features there, mean service, output back, each
     transfer timed alone on an empty network of its own clock (the client's knowledge of its
-    links' specifications, not of their future load). Own expert: its service time only."""
+    links' specifications, not of their future load), once a first transfer between the two has
+    opened whatever connection the transport keeps. Own expert: its service time only."""
     env = simpy.Environment()
     network = make_network()
 
@@ -107,7 +108,8 @@ def nominal_round_trips(
                 (client_node(c), client_node(j), features_bytes),
                 (client_node(j), client_node(c), output_bytes),
             ):
-                proc = env.process(timed(src, dst, size))
-                env.run(until=proc)  # one transfer at a time: the network is idle for each
+                for _ in range(2):  # the first may open a connection: keep the second
+                    proc = env.process(timed(src, dst, size))
+                    env.run(until=proc)  # one transfer at a time: the network is idle for each
                 out[c, j] += proc.value
     return out
