@@ -395,7 +395,8 @@ class FlowNetwork:
                 finished.append(flow)
                 flow.cls = None
         cls.n -= len(finished)
-        windows = self._leave_ramps(cls, finished, now)
+        if cls.ramping:
+            self._leave_ramps(cls, finished, now)
         seeds: list[_Class] = []
         if cls.n == 0:
             self._drop(cls)
@@ -425,12 +426,14 @@ class FlowNetwork:
         self._reshare(seeds, now)
         self.transfers_completed += len(finished)
         records = self.records
-        for i, flow in enumerate(finished):
+        for flow in finished:
             if records is not None:
                 records.append(
                     FlowRecord(flow.fid, flow.route.path, flow.size_bits, flow.t_start_s, now)
                 )
-            flow.done.succeed(windows[i])
+            # The value is the flow's window by now, which a persistent connection keeps.
+            ramp = flow.ramp
+            flow.done.succeed(0.0 if ramp is None else ramp.window_after())
 
     # ---------------------------------------------------------------- classes
 
@@ -538,20 +541,15 @@ class FlowNetwork:
         cls.unplanned = 0
 
     @staticmethod
-    def _leave_ramps(cls: _Class, finished: list[_Flow], now: float) -> list[float]:
-        """Finished flows leave the class's slow-start set; returns each one's final window
-        (0 for flows that never had a slow start), which a persistent connection keeps."""
-        windows = []
+    def _leave_ramps(cls: _Class, finished: list[_Flow], now: float) -> None:
+        """Finished flows leave the class's slow-start set, their state brought to now."""
+        ramping = cls.ramping
+        assert ramping is not None
         for flow in finished:
             ramp = flow.ramp
-            if ramp is None:
-                windows.append(0.0)
-                continue
-            if not ramp.exited:
-                del cls.ramping[flow]  # type: ignore[index]
+            if ramp is not None and not ramp.exited:
+                del ramping[flow]
                 ramp.advance(now, cls.rate_bps)
-            windows.append(ramp.window_after())
-        return windows
 
     @staticmethod
     def _advance(cls: _Class, now: float) -> None:

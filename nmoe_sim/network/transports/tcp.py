@@ -79,12 +79,22 @@ class TcpPath:
     rto_s: float
 
 
+class _Connection:
+    """A persistent connection between two nodes: when its handshake is (or will be) done."""
+
+    __slots__ = ("established_s",)
+
+    def __init__(self, established_s: float) -> None:
+        self.established_s = established_s
+
+
 class _Sender:
     """One direction of a persistent connection: the sender's window and when it went idle."""
 
-    __slots__ = ("idle_since_s", "in_flight", "window_bits")
+    __slots__ = ("connection", "idle_since_s", "in_flight", "window_bits")
 
-    def __init__(self, window_bits: float, now_s: float) -> None:
+    def __init__(self, connection: _Connection, window_bits: float, now_s: float) -> None:
+        self.connection = connection
         self.window_bits = window_bits
         self.idle_since_s = now_s
         self.in_flight = 0
@@ -118,9 +128,9 @@ class TcpTransport:
         )
         self.min_rto_s = min_rto_ms / 1e3
         self.persistent = connections == "persistent"
-        # Persistent connections: when each node pair's connection is (or will be) established,
-        # one connection for both directions; and each direction's sender state.
-        self._established_s: dict[tuple[str, str], float] = {}
+        # Persistent connections, one per node pair for both directions, and each direction's
+        # sender state.
+        self._connections: dict[tuple[str, str], _Connection] = {}
         self._senders: dict[tuple[str, str], _Sender] = {}
 
     # ------------------------------------------------------------------ per path
@@ -159,19 +169,19 @@ class TcpTransport:
         window = self.initial_window_bits
         sender = None
         if self.persistent:
-            pair = (src, dst) if src < dst else (dst, src)
-            established = self._established_s.get(pair)
-            if established is None:  # open it: handshake, and the third ACK ahead of the data
-                self._established_s[pair] = now_s + path.handshake_s
-                wait_s = path.handshake_s
-                wire_bits += self.control_bits
-            elif established > now_s:  # another message is opening it: wait for that
-                wait_s = established - now_s
             sender = self._senders.get((src, dst))
             if sender is None:
-                sender = self._senders[(src, dst)] = _Sender(window, now_s)
+                pair = (src, dst) if src < dst else (dst, src)
+                connection = self._connections.get(pair)
+                if connection is None:  # open it: a handshake, the third ACK ahead of the data
+                    connection = self._connections[pair] = _Connection(now_s + path.handshake_s)
+                    wire_bits += self.control_bits
+                sender = self._senders[(src, dst)] = _Sender(connection, window, now_s)
             else:
                 window = self._restart_window(sender, now_s, path.rto_s)
+            established = sender.connection.established_s
+            if established > now_s:  # the handshake is under way: wait for it
+                wait_s = established - now_s
             sender.in_flight += 1
         else:
             wait_s = path.handshake_s
