@@ -146,7 +146,8 @@ class _Class:
         self.mark = 0
         # Members in slow start (ordered set, made on first use): re-planned when the rate moves.
         self.ramping: dict[_Flow, None] | None = None
-        self.unplanned = 0  # members in slow start that joined since the last re-share
+        # Members in slow start that joined since the last re-share: planned there.
+        self.unplanned: list[_Flow] = []
 
 
 @dataclass(frozen=True)
@@ -473,7 +474,7 @@ class FlowNetwork:
             if cls.ramping is None:
                 cls.ramping = {}
             cls.ramping[flow] = None
-            cls.unplanned += 1
+            cls.unplanned.append(flow)
             flow.finish_v = _UNPLANNED
             cls.due_fid = -1
             return
@@ -517,28 +518,30 @@ class FlowNetwork:
         those that just joined, and, if the rate moves, the others (brought to now at the old
         rate first). Members whose plan ran out of pauses leave the set as plain flows."""
         old_rate, rate = cls.rate_bps, cls.new_rate_bps
-        moved = old_rate != rate
         ramping = cls.ramping
         assert ramping is not None
+        todo = list(ramping) if old_rate != rate else cls.unplanned
+        if cls.unplanned:
+            cls.unplanned = []
         heap = cls.heap
-        for flow in list(ramping):
+        for flow in todo:
             ramp = flow.ramp
             assert ramp is not None
-            planned = flow.finish_v != _UNPLANNED
-            if planned:
-                if not moved:
-                    continue
+            if flow.finish_v != _UNPLANNED:
                 ramp.advance(now, old_rate)
                 if ramp.exited:
                     del ramping[flow]
                     continue
-            fv = cls.v_bits + ramp.left + rate * ramp.plan(rate)
+            pause = ramp.plan(rate)
+            if ramp.exit_s <= now:  # its window already fills a round at this rate
+                ramp.advance(now, rate)
+                del ramping[flow]
+            fv = cls.v_bits + ramp.left + rate * pause
             if fv != flow.finish_v:
                 flow.finish_v = fv
                 heappush(heap, (fv, flow.fid, flow))
                 if heap[0][2] is flow:
                     cls.due_fid = -1
-        cls.unplanned = 0
 
     @staticmethod
     def _leave_ramps(cls: _Class, finished: list[_Flow], now: float) -> None:
