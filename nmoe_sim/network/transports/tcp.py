@@ -150,6 +150,8 @@ class TcpTransport:
         rto = rtt + self.min_rto_s
         loss_cap = padhye_packets_per_s(loss, rtt, rto) * (1.0 - loss) * self.packet_bits
         cap = min(self.max_window_bits / rtt, loss_cap)
+        if cap >= bottleneck:
+            cap = math.inf  # it never binds; flows of paths with other RTTs can share a class
         return TcpPath(
             latency_s=forward.latency_s,
             rtt_s=rtt,
