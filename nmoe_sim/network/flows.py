@@ -3,26 +3,31 @@
 Model of one transfer from A to B (`FlowNetwork.carry`):
 
 1. the message follows `topology.path(A, B)` (least latency);
-2. it waits the path's latency (propagation: takes no bandwidth);
-3. it transmits `8 * size_bytes` bits at its max-min fair rate. Rates are recomputed whenever a
-   transmission starts or ends, so a flow runs at half rate while it shares a bottleneck with an
-   equal flow and at full rate once that flow is gone. Bandwidths are in Mbps = 1e6 bits/s.
+2. the network's transport (`nmoe_sim.network.transports`: `fluid` by default here, `tcp` in
+   scenarios) says what it costs: a delay before it transmits (the path's latency; for TCP also
+   handshakes and store-and-forward), the bits to move (TCP adds headers), a bound on its rate
+   (TCP: window, loss) and whether it starts in slow start;
+3. after that delay it transmits its bits at its max-min fair rate (capped by its bound). Rates
+   are recomputed whenever a transmission starts or ends, so a flow runs at half rate while it
+   shares a bottleneck with an equal flow and at full rate once that flow is gone. A flow in slow
+   start pauses between the windows it sends (`nmoe_sim.network.ramp`, in closed form: no timer
+   per round trip); its pauses are re-planned when its rate changes. Bandwidths are in Mbps =
+   1e6 bits/s.
 
 `carry` returns the path it took (the generator's return value: `path = yield from net.carry(...)`)
-so the channel can write it into the trace. Link loss rates are kept on the topology but not
-modelled: no retransmissions, no slowdown. Downloads are unicast: a model sent to n clients
+so the channel can write it into the trace. Downloads are unicast: a model sent to n clients
 crosses a shared backhaul n times.
 
 Why it is fast enough for a million transfers: flows are grouped into *classes*. A class is the
 set of flows that cross the same shared links (links carrying two or more flows) and have the same
-cap (the least bandwidth among their links that carry them alone). Max-min gives every member of a
-class the same rate, so a class keeps one "virtual clock" `v_bits` (bits each member has sent
-since the class was born), a heap of its members' finishing points on that clock, and one entry in
-the network's heap of due times (SimPy itself holds a single wake-up for the earliest). A start or
-end touches the flow's links, re-solves max-min only over the classes connected to them through
-shared links (progressive filling), and re-arms the classes whose rate changed: work per event
-scales with the classes nearby, not with the active flows. Ties are broken by flow id and by the
-order events were scheduled, so equal inputs give equal outputs.
+cap (the least of their own bound and the bandwidth of their links that carry them alone).
+Max-min gives every member of a class the same rate, so a class keeps one "virtual clock" `v_bits`
+(bits each member has sent since the class was born), a heap of its members' finishing points on
+that clock, and one entry in the network's heap of due times (SimPy itself holds a single wake-up
+for the earliest). A start or end touches the flow's links, re-solves max-min only over the classes
+connected to them through shared links (progressive filling), and re-arms the classes whose rate
+changed: work per event scales with the classes nearby, not with the active flows. Ties are broken
+by flow id and by the order events were scheduled, so equal inputs give equal outputs.
 """
 
 from __future__ import annotations
@@ -476,7 +481,6 @@ class FlowNetwork:
             cls.ramping[flow] = None
             cls.unplanned.append(flow)
             flow.finish_v = _UNPLANNED
-            cls.due_fid = -1
             return
         flow.finish_v = fv = cls.v_bits + remaining_bits
         heap = cls.heap
