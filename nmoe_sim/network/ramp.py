@@ -71,15 +71,15 @@ class Ramp:
         w = self.window(k)
         while True:
             round_end = self.t0_s + (k + 1) * rtt
-            left = w - sent
-            if left > 0.0:
-                burst_end = t + left / rate_bps
+            burst = w - sent
+            if burst > 0.0:
+                burst_end = t + burst / rate_bps
                 if now <= burst_end:
                     bits = rate_bps * (now - t) if now > t else 0.0
                     self.left -= bits
                     sent += bits
                     break
-                self.left -= left
+                self.left -= burst
                 sent = w
             if now < round_end:
                 break
@@ -108,16 +108,16 @@ class Ramp:
         w = self.window(k)
         while True:
             round_end = self.t0_s + (k + 1) * rtt
-            left = w - sent
-            if w >= target or (left > 0.0 and t + left / rate_bps >= round_end):
+            burst = w - sent
+            if w >= target or (burst > 0.0 and t + burst / rate_bps >= round_end):
                 # Its window fills the round: it is not window-limited any more.
                 self.exit_k = k
                 self.exit_s = t
                 return pause
-            if remaining <= left:
+            if remaining <= burst:
                 return pause  # it ends within this round's burst
-            remaining -= left
-            pause += round_end - (t + left / rate_bps if left > 0.0 else t)
+            remaining -= burst
+            pause += round_end - (t + burst / rate_bps if burst > 0.0 else t)
             t = round_end
             k += 1
             sent = 0.0
