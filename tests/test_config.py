@@ -208,3 +208,46 @@ def test_seed_argument_overrides_file_and_set(tmp_path: Path) -> None:
 def test_seed_argument_is_validated(tmp_path: Path) -> None:
     msg = _error(_write(tmp_path, BASE), seed=-1)
     assert "seed:" in msg and "(got -1)" in msg
+
+
+# --- network transport ------------------------------------------------------------------------
+
+
+def test_tcp_is_the_default_transport_with_linux_settings(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, BASE))
+    assert sc.network.transport == "tcp"
+    tcp = sc.network.tcp
+    assert (tcp.mtu_bytes, tcp.header_bytes, tcp.initial_window_segments) == (1500, 52, 10)
+    assert (tcp.max_window_bytes, tcp.min_rto_ms, tcp.connections) == (6 * 2**20, 200, "persistent")
+
+
+def test_tcp_headers_must_leave_room_for_payload(tmp_path: Path) -> None:
+    msg = _error(
+        _write(tmp_path, BASE),
+        ["network.tcp.mtu_bytes=100", "network.tcp.header_bytes=100"],
+    )
+    assert "network.tcp.header_bytes (100) must be below mtu_bytes (100)" in msg
+
+
+@pytest.mark.parametrize(
+    ("topology", "expected"),
+    [
+        ("ideal", "the ideal network has no links to lose packets on"),
+        ("topologies/single_cell.yaml", "a topology file sets loss_rate on each of its links"),
+    ],
+)
+def test_network_loss_needs_generated_links(tmp_path: Path, topology: str, expected: str) -> None:
+    msg = _error(_write(tmp_path, BASE), [f"network.topology={topology}", "network.loss=0.01"])
+    assert "network.loss: " in msg and expected in msg
+
+
+def test_network_loss_on_a_generated_topology_reaches_client_links(tmp_path: Path) -> None:
+    from nmoe_sim.network.build import build_topology
+
+    sc = load_scenario(
+        _write(tmp_path, BASE), ["network.topology=mec", "network.loss=0.02", "network.d2d_mbps=50"]
+    )
+    topo = build_topology(sc.network, sc.clients.count, sc.seed)
+    assert topo.link("c0", "bs0")["loss_rate"] == 0.02  # access
+    assert topo.link("c0", "c1")["loss_rate"] == 0.02  # device to device
+    assert topo.link("bs0", "cloud")["loss_rate"] == 0.0  # the wired backhaul
