@@ -29,6 +29,8 @@ For a message of S payload bytes from src to dst (MSS = mtu - header bytes):
 - **Idle restart.** A persistent connection remembers its window between messages; after an idle
   time longer than its RTO (R + min RTO) the window is halved for every further RTO elapsed, down
   to the initial window, as Linux does with `tcp_slow_start_after_idle` (its default).
+- **One window.** A message that fits its sender's window goes out in one burst at the links'
+  pace: neither the window nor the steady-state loss bound holds it back.
 
 Not modelled: queueing delay (links have no buffer, so a burst never waits behind another and
 never overflows), retransmission timeouts of short flows, Nagle's algorithm and delayed ACKs, the
