@@ -251,3 +251,12 @@ def test_network_loss_on_a_generated_topology_reaches_client_links(tmp_path: Pat
     assert topo.link("c0", "bs0")["loss_rate"] == 0.02  # access
     assert topo.link("c0", "c1")["loss_rate"] == 0.02  # device to device
     assert topo.link("bs0", "cloud")["loss_rate"] == 0.0  # the wired backhaul
+
+
+def test_the_schema_offers_every_registered_transport() -> None:
+    from typing import get_args
+
+    from nmoe_sim.config import NetworkConfig
+    from nmoe_sim.network.transports import TRANSPORTS
+
+    assert set(get_args(NetworkConfig.model_fields["transport"].annotation)) == set(TRANSPORTS)

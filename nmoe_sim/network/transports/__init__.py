@@ -15,7 +15,16 @@ from nmoe_sim.network.transports.base import Hop, Message, Route, Transport
 from nmoe_sim.network.transports.fluid import FluidTransport
 from nmoe_sim.network.transports.tcp import TcpTransport
 
-__all__ = ["TRANSPORTS", "Hop", "Message", "Route", "Transport", "by_name"]
+__all__ = [
+    "TRANSPORTS",
+    "FluidTransport",
+    "Hop",
+    "Message",
+    "Route",
+    "TcpTransport",
+    "Transport",
+    "by_name",
+]
 
 TRANSPORTS: dict[str, Callable[..., Transport]] = {
     "fluid": FluidTransport,
