@@ -86,10 +86,10 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
 
 
 def make_transport(cfg: NetworkConfig) -> Transport:
-    """A fresh transport for one simulated world (it keeps that world's connections)."""
-    if cfg.transport == "tcp":
-        return by_name("tcp", **cfg.tcp.model_dump())
-    return by_name(cfg.transport)
+    """A fresh transport for one simulated world (it keeps that world's connections), with the
+    knobs of its section `network.<name>` where it has one (`network.tcp`)."""
+    knobs = getattr(cfg, cfg.transport, None)
+    return by_name(cfg.transport, **(knobs.model_dump() if knobs is not None else {}))
 
 
 def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSetup:

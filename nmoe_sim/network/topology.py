@@ -3,8 +3,8 @@
 A `Topology` wraps a `networkx.DiGraph`. Nodes carry `role` ("cloud", "edge" or "client") and
 `device_class`; edges carry `bandwidth_mbps` (> 0), `latency_ms` (>= 0) and `loss_rate` (in [0, 1):
 the share of packets the link loses, which the `tcp` transport turns into a throughput bound). A
-symmetric link is two directed edges. Topologies come from YAML
-files users write (`load_topology`) or from generators (`star`, `mec`, `random_geometric`).
+symmetric link is two directed edges. Topologies come from YAML files users write
+(`load_topology`) or from generators (`star`, `mec`, `random_geometric`).
 
 Paths: least total latency; ties go to fewer hops, then to the lexicographically smallest sequence
 of node names. Latencies are compared as integer nanoseconds so that the choice never depends on the
