@@ -87,7 +87,13 @@ def validate(scenario: Path = ScenarioArg, set_: list[str] = SetOpt, seed: int |
         build_network(sc.network, sc.clients.count, sc.seed)
     except ScenarioError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    out.print(f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients)")
+    net = sc.network
+    clock = (
+        "ideal network"
+        if net.topology == "ideal"
+        else f"{net.topology} network over {net.transport}"
+    )
+    out.print(f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients, {clock})")
 
 
 @app.command()

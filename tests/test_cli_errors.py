@@ -162,8 +162,8 @@ def test_validate_missing_file(tmp_path: Path) -> None:
 def test_validate_smoke_scenario() -> None:
     result = _invoke(["validate", str(SMOKE)])
     assert result.exit_code == 0, result.stderr
-    # smoke.yaml leaves `methods` at its default (all 13) and sets 5 clients.
-    assert "valid (13 methods, 5 clients)" in _flat(result.stdout)
+    # smoke.yaml leaves `methods` at its default (all 13), sets 5 clients and the mec network.
+    assert "valid (13 methods, 5 clients, mec network over tcp)" in _flat(result.stdout)
     assert result.stderr == ""
 
 
@@ -182,7 +182,7 @@ def test_set_override_changes_what_validate_reports(tmp_path: Path) -> None:
         ["validate", path, "--set", "methods=[fedavg, local]", "--set", "clients.count=4"]
     )
     assert result.exit_code == 0, result.stderr
-    assert "valid (2 methods, 4 clients)" in _flat(result.stdout)
+    assert "valid (2 methods, 4 clients, ideal network)" in _flat(result.stdout)
 
 
 def test_seed_option_overrides_file(tmp_path: Path) -> None:
