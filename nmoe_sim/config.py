@@ -175,6 +175,9 @@ class StragglersConfig(_Strict):
     )
 
 
+GENERATED_TOPOLOGIES = ("star", "mec", "random_geometric")
+
+
 class TcpConfig(_Strict):
     """The `tcp` transport's knobs, Linux's defaults (nmoe_sim/network/transports/tcp.py)."""
 
@@ -237,7 +240,7 @@ class NetworkConfig(_Strict):
                 "network.loss: the ideal network has no links to lose packets on; choose a "
                 "topology (star, mec, random_geometric) or drop the key"
             )
-        if self.loss > 0 and self.topology not in ("star", "mec", "random_geometric"):
+        if self.loss > 0 and self.topology not in GENERATED_TOPOLOGIES:
             raise ValueError(
                 "network.loss: applies to generated topologies; a topology file sets loss_rate "
                 "on each of its links"

@@ -11,7 +11,7 @@ from typing import Any
 import networkx as nx
 import simpy
 
-from nmoe_sim.config import NetworkConfig, ScenarioError
+from nmoe_sim.config import GENERATED_TOPOLOGIES, NetworkConfig, ScenarioError
 from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, client_node
 from nmoe_sim.network.flows import FlowNetwork
@@ -26,8 +26,6 @@ from nmoe_sim.network.topology import (
 )
 from nmoe_sim.network.transports import Transport, by_name
 from nmoe_sim.seeds import numpy_rng
-
-GENERATED = ("star", "mec", "random_geometric")
 
 
 class _Renamed:
@@ -79,8 +77,8 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
     path = Path(cfg.topology)
     if not path.is_file():
         raise ScenarioError(
-            f"network.topology: {cfg.topology!r} is neither ideal, {', '.join(GENERATED)} "
-            "nor an existing topology YAML file"
+            f"network.topology: {cfg.topology!r} is neither ideal, "
+            f"{', '.join(GENERATED_TOPOLOGIES)} nor an existing topology YAML file"
         )
     return load_topology(path)
 
