@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nmoe_sim.methods import ALL_METHODS, GATES, parse_nmoe
+from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
 from nmoe_sim.network.transports import tcp
 
 
@@ -364,7 +364,7 @@ class OutputConfig(_Strict):
 class Scenario(_Strict):
     name: str = Field("scenario", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, lt=2**32)
-    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    methods: list[str] = Field(default_factory=lambda: list(PAPER_METHODS), min_length=1)
     dataset: DatasetConfig = DatasetConfig()
     partition: PartitionConfig = PartitionConfig()
     clients: ClientsConfig = ClientsConfig()
@@ -386,9 +386,7 @@ class Scenario(_Strict):
             raise ValueError(f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("methods: listed twice; name each method once")
-        gated = [
-            m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).routing in GATES
-        ]
+        gated = [m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).trains_gate]
         if gated and self.stages.gate.top_k > self.clients.count:
             raise ValueError(
                 f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count "

@@ -256,7 +256,7 @@ def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
         pipeline = NmoePipeline(ctx, extractor)
         pipeline.train_shared()
         for method in wanted:
-            result = pipeline.gating(method) if method.trains_gate else pipeline.reference(method)
+            result = pipeline.gating(method)
             if ctx.scenario.inference.enabled:
                 result.inference = pipeline.serve(method, result)
             results[method.name] = result

@@ -1,8 +1,10 @@
-"""The NMoE method: stage 1 (FedCE / FedSC), stage 2 (experts), stage 3 (gating), per extractor.
+"""The NMoE method: stage 1 (an objective: FedCE, FedSC), stage 2 (experts), stage 3 (a gating
+scheme), and the serving of what was trained.
 
-Stages 1-2 run once per extractor in the pipeline's own world ("nmoe/fedsc"); every gating
-scheme then branches into a world of its own that starts where stages 1-2 ended, so the three
-schemes are compared from the same experts without sharing links or clocks.
+Stages 1-2 run once per objective in the pipeline's own world ("nmoe/fedsc"); every gating
+scheme then branches into a world of its own that starts where stages 1-2 ended, so the schemes
+are compared from the same experts without sharing links or clocks. The objectives and schemes
+are plug-ins (`nmoe_sim/objectives/`, `nmoe_sim/gating/`); this module only sequences them.
 """
 
 from __future__ import annotations
@@ -13,29 +15,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmoe_sim.federation.passing import pass_along, random_walk_route, ring_route
+from nmoe_sim.gating import routing_scheme
+from nmoe_sim.gating.base import GateStage, GatingScheme
 from nmoe_sim.inference import (
     DelayEstimator,
     ServingModel,
     ServingSettings,
-    fixed_scores,
     nominal_round_trips,
     poisson_queries,
     serve,
     summarise,
 )
 from nmoe_sim.learning import client as tasks
-from nmoe_sim.learning.client import ContrastiveSettings, GateSettings, Update, Weights
-from nmoe_sim.learning.evaluate import (
-    gate_routing,
-    gate_scores,
-    mixture_predictions,
-    routing_frequency,
-)
+from nmoe_sim.learning.client import Update, Weights
+from nmoe_sim.learning.evaluate import mixture_predictions, routing_frequency
 from nmoe_sim.methods import NmoeMethod
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
 from nmoe_sim.network.payload import payload_bytes
+from nmoe_sim.objectives import OBJECTIVES
+from nmoe_sim.objectives.base import Objective
 from nmoe_sim.pipelines.context import MethodResult, RunContext, mean_loss
 from nmoe_sim.pipelines.federate import federate
 from nmoe_sim.seeds import numpy_rng
@@ -55,6 +54,7 @@ class NmoePipeline:
         self.ctx = ctx
         self.extractor = extractor
         self.name = f"nmoe/{extractor}"
+        self.objective: Objective = OBJECTIVES.get(extractor)()
         self.log = ctx.recorder.method(self.name)
         self.world = ctx.world(self.log)
         self.features: torch.Tensor | None = None  # global test features
@@ -66,32 +66,19 @@ class NmoePipeline:
         world, ctx = self.world, self.ctx
         cfg = ctx.scenario.stages.extractor
         spec = ctx.spec
-        supervised = self.extractor == "fedce"
-        part = "classifier" if supervised else "contrastive"
-        # FedSC computes two augmented views per sample.
-        per_sample = TRAIN_FLOPS_FACTOR * spec.forward_flops(part) * (1 if supervised else 2)
-        model = spec.build_classifier() if supervised else spec.build_contrastive()
-        initial = tasks.fresh_weights(model, ctx.seed(self.name, "init"))
-        contrastive = ContrastiveSettings(cfg.temperature, cfg.crop_scale_min, cfg.jitter)
+        per_sample = self.objective.train_flops_per_sample(spec)
+        initial = tasks.fresh_weights(self.objective.model(spec), ctx.seed(self.name, "init"))
 
         def plan(cid: int, weights: Weights, r: int) -> tuple:
             seed = ctx.seed(self.name, "extractor", r, cid)
             flops = per_sample * ctx.num_train[cid] * cfg.local_epochs
-            if supervised:
-                return flops, tasks.fit_classifier, (weights, cfg.optim, cfg.local_epochs, seed)
-            return (
-                flops,
-                tasks.fit_contrastive,
-                (weights, cfg.optim, cfg.local_epochs, contrastive, seed),
-            )
+            fn, args = self.objective.local_task(cfg, weights, seed)
+            return flops, fn, args
 
         def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
             ctx.progress.describe(f"{self.name}: extractor round {r + 1}/{cfg.rounds}")
             loss = mean_loss(updates)
-            acc = None
-            if supervised:  # FedCE's temporary head makes the global model a classifier
-                pred = ctx.evaluator.classify(spec, weights)
-                acc = ctx.evaluator.score_shared(pred).accuracy_global
+            acc = self.objective.accuracy(ctx.evaluator, spec, weights)
             world.metric("extractor", r + 1, acc, loss)
 
         expert_cfg = ctx.scenario.stages.expert
@@ -151,7 +138,34 @@ class NmoePipeline:
         ]
         self.expert_probs = ctx.evaluator.expert_probs(spec, experts, self.features)
 
-    # -- evaluation ----------------------------------------------------------------------------
+    # -- stage 3 ---------------------------------------------------------------------------------
+
+    def _stage(self, method: NmoeMethod, log: MethodLog, world: World | None = None) -> GateStage:
+        assert self.features is not None and self.expert_probs is not None, "train_shared first"
+        return GateStage(
+            self.ctx, self.name, method.name, self.features, self.expert_probs, log, world
+        )
+
+    def gating(self, method: NmoeMethod) -> MethodResult:
+        """Stage 3 of `method` from this pipeline's experts, in a world of its own that starts
+        where stages 1-2 ended; a fixed routing has no stage 3 and ends where they ended."""
+        ctx = self.ctx
+        scheme: GatingScheme = routing_scheme(method.routing)
+        log = ctx.recorder.method(method.name, parent=self.log)
+        if not method.trains_gate:
+            log.finish(self.log.sim_time_s)
+            return self._result(scheme.routings(self._stage(method, log)), log)
+        world = ctx.world(log, start_s=self.log.sim_time_s)
+        stage = self._stage(method, log, world)
+
+        def stage3() -> Generator:
+            start = world.env.now
+            yield from scheme.train(stage)
+            log.mark_stage("gate", start, world.env.now)
+
+        world.run(stage3())
+        log.finish(world.env.now)
+        return self._result(scheme.routings(stage), log)
 
     def _result(self, routings: Sequence[torch.Tensor], log: MethodLog) -> MethodResult:
         ev = self.ctx.evaluator
@@ -160,176 +174,6 @@ class NmoePipeline:
             [routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test, strict=True)]
         )
         return MethodResult(ev.score_each(predictions), log, freq)
-
-    def _client_gates(
-        self, method: str, fallback: Weights | None = None, shared: Weights | None = None
-    ) -> list[Weights]:
-        """Each client's gate; a client holding no gate yet (mid random walk, or not yet selected
-        by FedGate) gets `fallback`. `shared` (FedGate's current global trunk) replaces that part
-        of every client's gate, as at the end."""
-        gates = []
-        for c in self.ctx.client_ids:
-            gate = self.ctx.backend.submit(c, tasks.gate_weights, method).result()
-            gate = fallback if gate is None else gate
-            if gate is None:
-                raise RuntimeError(f"client {c} holds no gate for {method}")
-            gates.append(gate if shared is None else {**gate, **shared})
-        return gates
-
-    def _gate_routings(
-        self, method: str, fallback: Weights | None = None, shared: Weights | None = None
-    ) -> list[torch.Tensor]:
-        """Each client's gate routing on the test features (see `_client_gates`)."""
-        ctx = self.ctx
-        k = ctx.scenario.stages.gate.top_k
-        return [
-            gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
-            for gate in self._client_gates(method, fallback, shared)
-        ]
-
-    # -- routing references ----------------------------------------------------------------------
-
-    def reference(self, method: NmoeMethod) -> MethodResult:
-        """Fixed routing over the trained experts: own expert only, or all experts equally."""
-        n_test, n_experts = self.expert_probs.shape[:2]
-        routings = []
-        for i, _ in enumerate(self.ctx.client_ids):
-            if method.routing == "own_expert":
-                r = torch.zeros(n_test, n_experts)
-                r[:, i] = 1.0
-            else:
-                r = torch.full((n_test, n_experts), 1.0 / n_experts)
-            routings.append(r)
-        log = self.ctx.recorder.method(method.name, parent=self.log)
-        log.finish(self.log.sim_time_s)
-        return self._result(routings, log)
-
-    # -- stage 3 ---------------------------------------------------------------------------------
-
-    def _exchange_expert_outputs(self, world: World) -> Generator:
-        """Each client sends its train features to every remote expert once and caches the
-        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol.
-        (The own expert's outputs were recorded in stage 2.)"""
-        ctx = self.ctx
-        serve_flops = ctx.spec.forward_flops("expert")
-
-        # Read each client's features once, not once per remote expert.
-        features = {
-            i: ctx.backend.submit(i, tasks.train_features, self.name).result()
-            for i in ctx.client_ids
-        }
-
-        def pair(i: int, j: int) -> Generator:
-            feats = yield world.channel.send(
-                client_node(i), client_node(j), features[i], kind="features", stage="gate", round=0
-            )
-            probs = yield from world.client_work(
-                j, serve_flops * ctx.num_train[i], tasks.serve_expert, self.name, feats
-            )
-            probs = yield world.channel.send(
-                client_node(j), client_node(i), probs, kind="expert_out", stage="gate", round=0
-            )
-            ctx.backend.submit(i, tasks.store_expert_probs, self.name, j, probs).result()
-
-        procs = [
-            world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids if i != j
-        ]
-        yield world.env.all_of(procs)
-
-    def gating(self, method: NmoeMethod) -> MethodResult:
-        ctx = self.ctx
-        cfg = ctx.scenario.stages.gate
-        log = ctx.recorder.method(method.name, parent=self.log)
-        world = ctx.world(log, start_s=self.log.sim_time_s)
-        settings = GateSettings(
-            cfg.top_k, cfg.routing_noise, cfg.load_balance, cfg.class_balanced, cfg.dense_loss
-        )
-        gate_flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
-        n_clients = len(ctx.client_ids)
-
-        def gate_plan(cid: int, incoming: Weights | None, step: int) -> tuple:
-            seed = ctx.seed(method.name, "gate", step, cid)
-            args = (self.name, method.name, incoming, cfg.optim, cfg.local_epochs, settings, seed)
-            return gate_flops * ctx.num_train[cid], tasks.fit_gate, args
-
-        def evaluate(
-            round_: int,
-            loss: float | None,
-            fallback: Weights | None = None,
-            shared: Weights | None = None,
-        ) -> None:
-            ctx.progress.describe(f"{method.name}: gate round {round_}/{cfg.rounds}")
-            routings = self._gate_routings(method.name, fallback, shared)
-            scores = ctx.evaluator.score_each(
-                [mixture_predictions(r, self.expert_probs) for r in routings]
-            )
-            world.metric("gate", round_, scores.accuracy_global, loss)
-            ctx.progress.advance()
-
-        def fedgate() -> Generator:
-            # A client not selected yet has no output layer of its own: it uses the initial one
-            # under the current trunk (with partial participation some never train).
-            initial = tasks.fresh_weights(ctx.spec.build_gate(), ctx.seed(method.name, "init"))
-            final = yield from federate(
-                ctx,
-                world,
-                stage="gate",
-                rounds=cfg.rounds,
-                initial=tasks.trunk_only(initial),
-                share=tasks.trunk_only,
-                plan=gate_plan,
-                on_round=lambda r, w, ups: evaluate(r + 1, mean_loss(ups), initial, w),
-            )
-            for cid in ctx.client_ids:  # the averaged trunk under each client's own output layer
-                ctx.backend.submit(cid, tasks.adopt_gate, method.name, final, initial).result()
-
-        def passing() -> Generator:
-            steps = cfg.rounds * n_clients
-            if method.routing == "rollgate":
-                route = ring_route(ctx.client_ids, cfg.rounds)
-            else:
-                rng = np.random.default_rng(ctx.seed(method.name, "walk"))
-                route = random_walk_route(ctx.neighbours, steps, rng)
-            losses: list[float] = []
-
-            def on_step(step: int, cid: int, update: Update) -> None:
-                losses.append(update.loss)
-                if (step + 1) % n_clients == 0:
-                    evaluate(
-                        (step + 1) // n_clients, float(np.mean(losses[-n_clients:])), update.weights
-                    )
-
-            last, weights = yield from pass_along(
-                world, stage="gate", route=route, plan=gate_plan, on_step=on_step
-            )
-            # Each visited client keeps the gate as it left it; clients the walk never reached
-            # get the final gate from its last holder.
-            unvisited = [c for c in ctx.client_ids if c not in set(route)]
-            sends = [
-                world.channel.send(
-                    client_node(last),
-                    client_node(c),
-                    weights,
-                    kind="gate_pass",
-                    stage="gate",
-                    round=steps,
-                )
-                for c in unvisited
-            ]
-            yield world.env.all_of(sends)
-            for c in unvisited:
-                ctx.backend.submit(c, tasks.adopt_gate, method.name, weights).result()
-
-        def stage3() -> Generator:
-            start = world.env.now
-            ctx.progress.describe(f"{method.name}: exchanging expert outputs")
-            yield from self._exchange_expert_outputs(world)
-            yield from (fedgate() if method.routing == "fedgate" else passing())
-            log.mark_stage("gate", start, world.env.now)
-
-        world.run(stage3())
-        log.finish(world.env.now)
-        return self._result(self._gate_routings(method.name), log)
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -343,22 +187,12 @@ class NmoePipeline:
         ev = ctx.evaluator
         n_clients = len(ctx.client_ids)
         n_samples = self.features.shape[0]
-        if method.trains_gate:
-            device = torch.device(ctx.device)
-            scores = [
-                gate_scores(ctx.spec, g, self.features, device).numpy()
-                for g in self._client_gates(method.name)
-            ]
-            top_k = cfg.top_k or ctx.scenario.stages.gate.top_k
-            latency_weight = cfg.latency_weight
-        else:  # fixed routings: no gate to penalise
-            scores = fixed_scores(method.routing, n_clients, n_samples)
-            top_k = 1 if method.routing == "own_expert" else n_clients
-            latency_weight = 0.0
+        scheme: GatingScheme = routing_scheme(method.routing)
+        route = scheme.serving(self._stage(method, result.log))
         model = ServingModel(
             features=self.features,
             expert_probs=self.expert_probs,
-            scores=scores,
+            scores=route.scores,
             fe_flops=ctx.spec.forward_flops("extractor") + ctx.spec.forward_flops("gate"),
             expert_flops=ctx.spec.forward_flops("expert"),
         )
@@ -378,7 +212,7 @@ class NmoePipeline:
         log = ctx.recorder.serving(method.name)
         world = ctx.world(log, start_s=start)
         estimator = None
-        if latency_weight > 0:
+        if route.latency_weight > 0:
             service_mean = [
                 world.devices.duration_s(client_node(j), model.expert_flops) for j in ctx.client_ids
             ]
@@ -392,9 +226,9 @@ class NmoePipeline:
                 )
             )
         settings = ServingSettings(
-            top_k=top_k,
+            top_k=route.top_k,
             deadline_s=None if cfg.deadline_ms is None else cfg.deadline_ms / 1e3,
-            latency_weight=latency_weight,
+            latency_weight=route.latency_weight,
             service=cfg.service,
         )
         rngs = [

@@ -1,0 +1,215 @@
+"""What a gating scheme says, and the stage-3 context every scheme works in.
+
+A scheme trains (or fixes) each client's routing over the experts. `LearnedGate` schemes run
+stage 3 on the network: they exchange expert outputs, then train gates with the client task
+`fit_gate` in a federation pattern of their own. `FixedRouting` schemes are references over
+the same experts with no stage 3 at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from nmoe_sim.learning import client as tasks
+from nmoe_sim.learning.client import GateSettings, Weights
+from nmoe_sim.learning.evaluate import gate_routing, gate_scores, mixture_predictions
+from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
+from nmoe_sim.network.devices import client_node
+from nmoe_sim.pipelines.context import RunContext
+from nmoe_sim.telemetry.records import MethodLog
+from nmoe_sim.world import World
+
+
+@dataclass(frozen=True)
+class ServingRoute:
+    """How a method routes served queries: per client [samples, experts] scores, the experts
+    asked per query, and how much expected delay counts against an expert's score."""
+
+    scores: list[np.ndarray]
+    top_k: int
+    latency_weight: float
+
+
+@dataclass
+class GateStage:
+    """One NMoE method's stage 3: its extractor pipeline's outputs and, for schemes that train,
+    the world (clock, channel, devices) it runs in."""
+
+    ctx: RunContext
+    pipeline: str  # the extractor pipeline, e.g. "nmoe/fedsc": its client state holds features
+    method: str  # e.g. "nmoe/fedsc/fedgate": the key of every client's gate
+    features: torch.Tensor  # [test, feature_dim] of the global test set
+    expert_probs: torch.Tensor  # [test, experts, classes]
+    log: MethodLog
+    world_: World | None = field(default=None, repr=False)
+
+    @property
+    def world(self) -> World:
+        if self.world_ is None:
+            raise RuntimeError(
+                f"{self.method}: this stage has no world (the scheme does not train)"
+            )
+        return self.world_
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.ctx.client_ids)
+
+    def plan(self, cid: int, incoming: Weights | None, step: int) -> tuple:
+        """The gate training task of client `cid` at `step` (a driver's `LocalPlan`)."""
+        ctx, cfg = self.ctx, self.ctx.scenario.stages.gate
+        settings = GateSettings(
+            cfg.top_k, cfg.routing_noise, cfg.load_balance, cfg.class_balanced, cfg.dense_loss
+        )
+        flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
+        seed = ctx.seed(self.method, "gate", step, cid)
+        args = (self.pipeline, self.method, incoming, cfg.optim, cfg.local_epochs, settings, seed)
+        return flops * ctx.num_train[cid], tasks.fit_gate, args
+
+    def client_gates(
+        self, fallback: Weights | None = None, shared: Weights | None = None
+    ) -> list[Weights]:
+        """Each client's gate; a client holding no gate yet (mid random walk, or not yet selected
+        by FedGate) gets `fallback`. `shared` (FedGate's current global trunk) replaces that part
+        of every client's gate, as at the end."""
+        gates = []
+        for c in self.ctx.client_ids:
+            gate = self.ctx.backend.submit(c, tasks.gate_weights, self.method).result()
+            gate = fallback if gate is None else gate
+            if gate is None:
+                raise RuntimeError(f"client {c} holds no gate for {self.method}")
+            gates.append(gate if shared is None else {**gate, **shared})
+        return gates
+
+    def gate_routings(
+        self, fallback: Weights | None = None, shared: Weights | None = None
+    ) -> list[torch.Tensor]:
+        """Each client's top-k gate routing on the test features (see `client_gates`)."""
+        ctx = self.ctx
+        k = ctx.scenario.stages.gate.top_k
+        return [
+            gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
+            for gate in self.client_gates(fallback, shared)
+        ]
+
+    def evaluate(
+        self,
+        round_: int,
+        loss: float | None,
+        fallback: Weights | None = None,
+        shared: Weights | None = None,
+    ) -> None:
+        """Score the clients' gates as they stand after `round_` and record the metric row."""
+        ctx = self.ctx
+        ctx.progress.describe(
+            f"{self.method}: gate round {round_}/{ctx.scenario.stages.gate.rounds}"
+        )
+        routings = self.gate_routings(fallback, shared)
+        scores = ctx.evaluator.score_each(
+            [mixture_predictions(r, self.expert_probs) for r in routings]
+        )
+        self.world.metric("gate", round_, scores.accuracy_global, loss)
+        ctx.progress.advance()
+
+    def exchange_expert_outputs(self) -> Generator:
+        """Each client sends its train features to every remote expert once and caches the
+        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol.
+        (The own expert's outputs were recorded in stage 2.)"""
+        ctx, world = self.ctx, self.world
+        serve_flops = ctx.spec.forward_flops("expert")
+
+        # Read each client's features once, not once per remote expert.
+        features = {
+            i: ctx.backend.submit(i, tasks.train_features, self.pipeline).result()
+            for i in ctx.client_ids
+        }
+
+        def pair(i: int, j: int) -> Generator:
+            feats = yield world.channel.send(
+                client_node(i), client_node(j), features[i], kind="features", stage="gate", round=0
+            )
+            probs = yield from world.client_work(
+                j, serve_flops * ctx.num_train[i], tasks.serve_expert, self.pipeline, feats
+            )
+            probs = yield world.channel.send(
+                client_node(j), client_node(i), probs, kind="expert_out", stage="gate", round=0
+            )
+            ctx.backend.submit(i, tasks.store_expert_probs, self.pipeline, j, probs).result()
+
+        procs = [
+            world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids if i != j
+        ]
+        yield world.env.all_of(procs)
+
+
+class GatingScheme(Protocol):
+    """A gating scheme (registered in GATING_SCHEMES: it trains) or a routing reference (in
+    ROUTING_REFERENCES: it does not)."""
+
+    def train(self, stage: GateStage) -> Generator[Any, Any, None]:
+        """Stage 3 as a process on `stage.world`'s clock (gating schemes only)."""
+        ...
+
+    def routings(self, stage: GateStage) -> list[torch.Tensor]:
+        """Each client's [test, experts] mixture weights on the test features, after stage 3."""
+        ...
+
+    def serving(self, stage: GateStage) -> ServingRoute: ...
+
+
+class LearnedGate:
+    """A scheme that trains gates: exchange expert outputs, then `learn`. Afterwards every
+    client holds its gate; routings and serving scores come from those gates."""
+
+    def train(self, stage: GateStage) -> Generator[Any, Any, None]:
+        stage.ctx.progress.describe(f"{stage.method}: exchanging expert outputs")
+        yield from stage.exchange_expert_outputs()
+        yield from self.learn(stage)
+
+    def learn(self, stage: GateStage) -> Generator[Any, Any, None]:
+        """Train the gates; every client must hold one at the end."""
+        raise NotImplementedError
+
+    def routings(self, stage: GateStage) -> list[torch.Tensor]:
+        return stage.gate_routings()
+
+    def serving(self, stage: GateStage) -> ServingRoute:
+        ctx = stage.ctx
+        device = torch.device(ctx.device)
+        scores = [
+            gate_scores(ctx.spec, g, stage.features, device).numpy() for g in stage.client_gates()
+        ]
+        cfg = ctx.scenario.inference
+        return ServingRoute(scores, cfg.top_k or ctx.scenario.stages.gate.top_k, cfg.latency_weight)
+
+
+class FixedRouting:
+    """A routing reference: every client's weights are fixed, nothing is trained or sent, and
+    serving has no gate whose scores a latency penalty could move."""
+
+    def train(self, stage: GateStage) -> Generator[Any, Any, None]:
+        raise RuntimeError(f"{stage.method}: a fixed routing has no stage 3")
+
+    def weights(self, client: int, num_experts: int) -> np.ndarray:
+        """Client `client`'s weight on each expert (the same for every input)."""
+        raise NotImplementedError
+
+    def routings(self, stage: GateStage) -> list[torch.Tensor]:
+        n_test, n_experts = stage.expert_probs.shape[:2]
+        return [
+            torch.from_numpy(self.weights(i, n_experts)).float().expand(n_test, -1).clone()
+            for i in range(stage.num_clients)
+        ]
+
+    def serving(self, stage: GateStage) -> ServingRoute:
+        # The fixed weights serve as scores: the top k that covers every non-zero weight keeps
+        # them, and equal kept scores mix equally, as the weights say.
+        n_test, n_experts = stage.expert_probs.shape[:2]
+        weights = [self.weights(i, n_experts) for i in range(stage.num_clients)]
+        top_k = max(int(np.count_nonzero(w)) for w in weights)
+        return ServingRoute([np.tile(w, (n_test, 1)) for w in weights], top_k, 0.0)
