@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from nmoe_sim.data.catalog import DATASETS
 from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
 from nmoe_sim.network.transports import tcp
 
@@ -33,10 +41,17 @@ class OptimConfig(_Strict):
 
 
 class DatasetConfig(_Strict):
-    name: Literal["fashion_mnist", "mnist", "cifar10", "synthetic"] = "fashion_mnist"
+    name: str = Field("fashion_mnist", description="an entry of nmoe_sim/data/catalog.py")
     root: Path | None = Field(None, description="data folder; default $NMOE_SIM_DATA or ~/.cache")
     train_samples: int | None = Field(None, ge=1, description="seeded subset of the train set")
     test_samples: int | None = Field(None, ge=1, description="seeded subset of the test set")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(f"dataset.name: unknown {name!r}; choose one of {', '.join(DATASETS)}")
+        return name
 
 
 class PartitionConfig(_Strict):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmoe_sim.data import augment, two_views
+from nmoe_sim.data.augment import augment, two_views
 
 
 def _batch(c: int = 3, seed: int = 0) -> torch.Tensor:

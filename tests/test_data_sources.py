@@ -37,7 +37,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch, cls_name: str) -> None:
 
 
 def test_datasets_listed() -> None:
-    assert DATASETS == ("fashion_mnist", "mnist", "cifar10", "synthetic")
+    assert tuple(DATASETS) == ("fashion_mnist", "mnist", "cifar10", "synthetic")
 
 
 def test_synthetic_shapes_dtypes_and_normalisation() -> None:
@@ -158,3 +158,25 @@ def test_fashion_mnist_from_debian_files(tmp_path: Path, monkeypatch: pytest.Mon
     assert ds.test_y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     assert torch.bincount(ds.train_y).tolist() == [6000] * 10
     assert abs(ds.train_x.mean().item()) < 1e-4 and abs(ds.train_x.std().item() - 1) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["synthetic", "fashion_mnist"])
+def test_catalog_entry_matches_the_loaded_set(name: str) -> None:
+    """What the catalog states before loading (shape, classes) is what loading gives."""
+    from nmoe_sim.data.catalog import DATASETS
+
+    try:
+        ds = load_dataset(name, train_samples=50, test_samples=20)
+    except DatasetUnavailable:
+        pytest.skip(f"{name} is not installed here")
+    entry = DATASETS[name]
+    assert ds.input_shape == entry.input_shape
+    assert ds.num_classes == entry.num_classes
+    assert int(ds.train_y.max()) < entry.num_classes
+
+
+def test_unknown_dataset_is_refused_by_the_schema() -> None:
+    from nmoe_sim.config import Scenario
+
+    with pytest.raises(ValueError, match=r"dataset\.name: unknown 'imagenet'; choose one of"):
+        Scenario.model_validate({"dataset": {"name": "imagenet"}})

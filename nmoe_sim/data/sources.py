@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "synthetic")
+from nmoe_sim.data.catalog import DatasetEntry, dataset_entry
 
 # Where Debian's `dataset-fashion-mnist` package installs the four official IDX archives.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -85,26 +85,26 @@ def load_dataset(
     test_samples: int | None = None,
     seed: int = 0,
 ) -> ImageDataset:
-    """Load `name` (one of `DATASETS`) from `root` (default: `default_data_root()`).
+    """Load `name` (an entry of `catalog.DATASETS`) from `root` (default: `default_data_root()`).
 
     `train_samples` / `test_samples` pick seeded random subsets (drawn from `seed`) for speed; the
     normalisation still uses the full training split's statistics. Raises `DatasetUnavailable` when
     a real set is neither under `root` nor downloadable.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    entry = dataset_entry(name)
     _check_count("train_samples", train_samples)
     _check_count("test_samples", test_samples)
-    if name == "synthetic":
+    if entry.torchvision_class is None:
         return synthetic_dataset(
             train_samples if train_samples is not None else _SYNTHETIC_TRAIN_DEFAULT,
             test_samples if test_samples is not None else _SYNTHETIC_TEST_DEFAULT,
+            num_classes=entry.num_classes,
+            shape=entry.input_shape,
             seed=seed,
         )
 
     root = Path(root).expanduser() if root is not None else default_data_root()
     train_x, train_y, test_x, test_y = _load_raw(name, root)
-    num_classes = 10  # all three real sets have ten classes
 
     # Independent streams, so the test subset does not depend on whether the train set is subset.
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -122,7 +122,7 @@ def load_dataset(
         train_y=train_y,
         test_x=_to_float(test_x, mean, std),
         test_y=test_y,
-        num_classes=num_classes,
+        num_classes=entry.num_classes,
     )
 
 
@@ -239,14 +239,11 @@ _Tensors4 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 def _load_raw(name: str, root: Path) -> _Tensors4:
     """uint8 images [N, C, H, W] and int64 labels for both splits of a real dataset."""
+    entry = dataset_entry(name)
     # Deferred: importing torchvision takes seconds, and the synthetic set never needs it.
     from torchvision import datasets
 
-    cls = {
-        "fashion_mnist": datasets.FashionMNIST,
-        "mnist": datasets.MNIST,
-        "cifar10": datasets.CIFAR10,
-    }[name]
+    cls = getattr(datasets, str(entry.torchvision_class))
     if name == "fashion_mnist":
         try:
             _stage_debian_fashion_mnist(root)
@@ -263,19 +260,19 @@ def _load_raw(name: str, root: Path) -> _Tensors4:
         try:
             train, test = _open(cls, root, download=True)
         except Exception as exc:
-            raise DatasetUnavailable(_unavailable_message(name, root, exc)) from exc
+            raise DatasetUnavailable(_unavailable_message(name, entry, root, exc)) from exc
 
-    return (*_tensors(name, train), *_tensors(name, test))
+    return (*_tensors(train), *_tensors(test))
 
 
-def _tensors(name: str, ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split at once from torchvision's backing arrays, skipping its per-image path."""
-    if name == "cifar10":
-        # torchvision keeps CIFAR as numpy uint8 [N, H, W, C] with a Python list of labels.
+    if isinstance(ds.data, np.ndarray):
+        # Colour sets (CIFAR) are numpy uint8 [N, H, W, C] with a Python list of labels.
         x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     else:
-        x = ds.data.unsqueeze(1)  # uint8 [N, H, W] -> [N, 1, H, W]
+        x = ds.data.unsqueeze(1)  # grey sets (MNIST-like): uint8 [N, H, W] -> [N, 1, H, W]
         y = ds.targets.to(torch.int64)
     return x, y
 
@@ -311,21 +308,13 @@ def _stage_debian_fashion_mnist(root: Path) -> None:
             raise
 
 
-# Where torchvision expects each set under ROOT, for users copying the files in by hand.
-_LAYOUTS = {
-    "fashion_mnist": "FashionMNIST/raw/ (the four unpacked IDX files)",
-    "mnist": "MNIST/raw/ (the four unpacked IDX files)",
-    "cifar10": "cifar-10-batches-py/ (the extracted python batches)",
-}
-
-
-def _unavailable_message(name: str, root: Path, exc: BaseException) -> str:
+def _unavailable_message(name: str, entry: DatasetEntry, root: Path, exc: BaseException) -> str:
     # One line: torchvision's errors span several (one per mirror tried).
     cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     head = f"dataset {name!r} is not available under {root} and could not be downloaded ({cause})."
     common = (
         f"run once on a machine with internet access (it downloads into {root}), or copy "
-        f"torchvision's folder layout {root}/{_LAYOUTS[name]} from such a machine, or point "
+        f"torchvision's folder layout {root}/{entry.layout} from such a machine, or point "
         "NMOE_SIM_DATA / dataset.root at a folder that has it"
     )
     if name == "fashion_mnist":
