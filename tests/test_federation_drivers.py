@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from nmoe_sim.federation.aggregate import Weights
 from nmoe_sim.federation.asynchronous import fedasync, fedbuff, mix
+from nmoe_sim.federation.server_optimizers import FedAvg
 from nmoe_sim.federation.staleness import by_name, constant, hinge, polynomial
 from nmoe_sim.federation.sync import SyncSettings, sync_rounds
 from nmoe_sim.learning.client import Update
@@ -487,7 +488,7 @@ def test_fedbuff_buffer_of_two_by_hand() -> None:
 
 def test_fedbuff_applies_a_partly_filled_buffer_at_the_end() -> None:
     fake = _two_clients()
-    final = _fedbuff(fake, 4, max_staleness=0, server_lr=1.0)
+    final = _fedbuff(fake, 4, max_staleness=0)
     # As above, but client 0's second update (s=1) is dropped; client 1's last delta (10) is
     # alone in the buffer when the run ends and is applied: 7.75 + 10 = 17.75.
     assert w_of(final) == 17.75
@@ -501,7 +502,7 @@ def test_fedbuff_applies_a_partly_filled_buffer_at_the_end() -> None:
 
 def test_fedbuff_server_lr_scales_the_step() -> None:
     fake = _two_clients()
-    assert w_of(_fedbuff(fake, 2, server_lr=0.5)) == 0.5 * 7.75
+    assert w_of(_fedbuff(fake, 2, optimizer=FedAvg(lr=0.5))) == 0.5 * 7.75
 
 
 def test_async_pacing_matches_sync_rounds() -> None:
