@@ -34,8 +34,8 @@ class _Adaptive(ServerOptimizer):
     lr: float = 1.0
     beta1: float = 0.9
     tau: float = 1e-3
-    m: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
-    v: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    m: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
+    v: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_positive("lr", self.lr)

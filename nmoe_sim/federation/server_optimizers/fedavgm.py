@@ -22,7 +22,7 @@ class FedAvgM(ServerOptimizer):
 
     lr: float = 1.0
     momentum: float = 0.9
-    m: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    m: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_positive("lr", self.lr)
