@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario
+from nmoe_sim.telemetry.output import OutputError
+from nmoe_sim.telemetry.summary import RunSummary
 from nmoe_sim.telemetry.table import summary_table
-from nmoe_sim.telemetry.writer import OutputError
 
 app = typer.Typer(
     add_completion=False,
@@ -112,7 +113,7 @@ def run(
     target = out_dir or sc.output.dir or default_out_dir(sc)
     with _run_errors("interrupted; no run directory was written"):
         summary = run_scenario(sc, target, err)
-    out.print(summary_table(summary))
+    out.print(summary_table(RunSummary.from_dict(summary)))
     out.print(f"run directory: {target}")
 
 

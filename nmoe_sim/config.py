@@ -269,6 +269,26 @@ class StalenessConfig(_Strict):
     b: int = Field(4, ge=0, description="hinge: staleness tolerated at full weight")
 
 
+class ServerOptimizerConfig(_Strict):
+    """The server's step along the pseudo-gradient Δ = aggregate - w that the mode's rule forms
+    (Reddi et al. 2021), in every mode. Keys the chosen optimizer does not take are ignored."""
+
+    name: Literal["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"] = Field(
+        "fedavg", description="fedavg with lr 1 is plain FedAvg / FedAsync / FedBuff"
+    )
+    lr: float = Field(
+        1.0, gt=0, le=100, allow_inf_nan=False, description="server step size (every optimizer)"
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="fedavgm: server momentum")
+    beta1: float = Field(
+        0.9, ge=0, lt=1, description="fedadam, fedyogi, fedadagrad: first-moment decay"
+    )
+    beta2: float = Field(0.99, ge=0, lt=1, description="fedadam, fedyogi: second-moment decay")
+    tau: float = Field(
+        1e-3, gt=0, le=10, allow_inf_nan=False, description="adaptive optimizers: adaptivity"
+    )
+
+
 class FederationConfig(_Strict):
     """When clients work: synchronous rounds, FedAsync or FedBuff (stage 1, FedAvg, FedGate)."""
 
@@ -281,7 +301,21 @@ class FederationConfig(_Strict):
     staleness: StalenessConfig = StalenessConfig()
     buffer_size: int = Field(5, ge=1, description="fedbuff: updates per aggregation")
     max_staleness: int | None = Field(None, ge=0, description="async: staler updates drop")
-    server_lr: float = Field(1.0, gt=0, description="fedbuff: server step on the mean update")
+    server_optimizer: ServerOptimizerConfig = ServerOptimizerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _server_lr_moved(cls, data: Any) -> Any:
+        # One key sets the server's step size in every mode; old FedBuff scenarios are told
+        # where it went rather than silently running with a default.
+        if isinstance(data, dict) and "server_lr" in data:
+            raise ValueError(
+                "federation.server_lr: replaced by federation.server_optimizer.lr, which sets "
+                "the server step in every mode (with the default optimizer, fedavg, FedBuff "
+                "steps w + lr * mean delta as before); write "
+                f"federation.server_optimizer.lr={data['server_lr']} instead"
+            )
+        return data
 
 
 class RuntimeConfig(_Strict):

@@ -30,9 +30,11 @@ from nmoe_sim.runtime import make_backend
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
+from nmoe_sim.telemetry.output import check_output_dir
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
-from nmoe_sim.telemetry.writer import check_output_dir, write_run
+from nmoe_sim.telemetry.summary import DatasetInfo, MethodSummary, PerClient, RunSummary
+from nmoe_sim.telemetry.writer import write_run
 
 BASELINE_RUNNERS = {"local": run_local, "fedavg": run_fedavg, "centralized": run_centralized}
 
@@ -266,34 +268,34 @@ def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
 def build_summary(
     scenario: Scenario, dataset: ImageDataset, results: dict[str, MethodResult], wall_s: float
 ) -> dict[str, Any]:
-    methods = {}
+    """summary.json's object: the run's `RunSummary`, as JSON."""
+    methods: dict[str, MethodSummary] = {}
     for name in scenario.methods:  # in the scenario's order
         r = results[name]
-        methods[name] = {
-            "accuracy_global": r.scores.accuracy_global,
-            "accuracy_local": r.scores.accuracy_local,
-            "bytes_total": r.log.bytes_total,
-            "sim_time_s": r.log.sim_time_s,
-            "wall_time_s": r.log.wall_time_s,
-            "stages": r.log.stages(),
-            "updates": r.log.update_counts(),
-            "per_client": {
-                "accuracy_global": r.scores.global_per_client,
-                "accuracy_local": r.scores.local_per_client,
-            },
-        }
-        if r.inference is not None:
-            methods[name]["inference"] = r.inference
-    return {
-        "scenario": scenario.name,
-        "seed": scenario.seed,
-        "dataset": {
-            "name": dataset.name,
-            "train": int(dataset.train_y.numel()),
-            "test": int(dataset.test_y.numel()),
-        },
-        "clients": scenario.clients.count,
-        "partition": scenario.partition.model_dump(mode="json"),
-        "wall_time_s": wall_s,
-        "methods": methods,
-    }
+        methods[name] = MethodSummary(
+            accuracy_global=r.scores.accuracy_global,
+            accuracy_local=r.scores.accuracy_local,
+            bytes_total=r.log.bytes_total,
+            sim_time_s=r.log.sim_time_s,
+            wall_time_s=r.log.wall_time_s,
+            stages=r.log.stages(),
+            updates=r.log.update_counts(),
+            per_client=PerClient(
+                accuracy_global=r.scores.global_per_client,
+                accuracy_local=r.scores.local_per_client,
+            ),
+            inference=r.inference,
+        )
+    return RunSummary(
+        scenario=scenario.name,
+        seed=scenario.seed,
+        dataset=DatasetInfo(
+            name=dataset.name,
+            train=int(dataset.train_y.numel()),
+            test=int(dataset.test_y.numel()),
+        ),
+        clients=scenario.clients.count,
+        partition=scenario.partition.model_dump(mode="json"),
+        wall_time_s=wall_s,
+        methods=methods,
+    ).to_dict()

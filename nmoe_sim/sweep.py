@@ -20,19 +20,13 @@ import pandas as pd
 import yaml
 
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario
-from nmoe_sim.telemetry.writer import check_output_dir
+from nmoe_sim.telemetry.output import check_output_dir
+from nmoe_sim.telemetry.summary import InferenceSummary, MethodSummary, RunSummary, sweep_figures
 
-FIGURES = ("accuracy_global", "accuracy_local", "bytes_total", "sim_time_s", "wall_time_s")
-# From a method's `inference` entry, as `inference_<name>` columns (methods that served only).
-INFERENCE_FIGURES = (
-    "accuracy",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "bytes_per_query",
-    "own_expert_only_fraction",
-    "deadline_misses",
-)
+# The summary fields marked as sweep figures; a method's `inference` ones become
+# `inference_<name>` columns (methods that served only).
+FIGURES = sweep_figures(MethodSummary)
+INFERENCE_FIGURES = sweep_figures(InferenceSummary)
 
 
 @dataclass(frozen=True)
@@ -103,19 +97,20 @@ def _run_point(point: SweepPoint, out_dir: Path, threads: int) -> dict[str, Any]
 
 
 def sweep_rows(points: Sequence[SweepPoint], summaries: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """sweep.csv: one row per point and method, from each point's summary.json object."""
     rows = []
     for point, summary in zip(points, summaries, strict=True):
-        for method, m in summary["methods"].items():
-            served = m.get("inference")
+        for method, m in RunSummary.from_dict(summary).methods.items():
+            served = m.inference
             rows.append(
                 {
                     "point": point.name,
                     **point.settings,
                     "method": method,
-                    **{f: m[f] for f in FIGURES},
+                    **{f: getattr(m, f) for f in FIGURES},
                     **(
-                        {f"inference_{f}": served[f] for f in INFERENCE_FIGURES}
-                        if isinstance(served, dict)
+                        {f"inference_{f}": getattr(served, f) for f in INFERENCE_FIGURES}
+                        if served is not None
                         else {}
                     ),
                 }

@@ -12,7 +12,7 @@ from nmoe_sim.config import Scenario
 from nmoe_sim.engine import build_population, model_spec, run_scenario
 from nmoe_sim.methods import ALL_METHODS
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
-from nmoe_sim.telemetry.writer import OutputError
+from nmoe_sim.telemetry.output import OutputError
 
 CLIENTS = 4
 ROUNDS = 2

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from nmoe_sim.federation.aggregate import Weights
 from nmoe_sim.federation.asynchronous import fedasync, fedbuff, mix
+from nmoe_sim.federation.rules import WeightedMean
+from nmoe_sim.federation.server_optimizers import FedAdam, FedAvg
 from nmoe_sim.federation.staleness import by_name, constant, hinge, polynomial
 from nmoe_sim.federation.sync import SyncSettings, sync_rounds
 from nmoe_sim.learning.client import Update
@@ -487,7 +489,7 @@ def test_fedbuff_buffer_of_two_by_hand() -> None:
 
 def test_fedbuff_applies_a_partly_filled_buffer_at_the_end() -> None:
     fake = _two_clients()
-    final = _fedbuff(fake, 4, max_staleness=0, server_lr=1.0)
+    final = _fedbuff(fake, 4, max_staleness=0)
     # As above, but client 0's second update (s=1) is dropped; client 1's last delta (10) is
     # alone in the buffer when the run ends and is applied: 7.75 + 10 = 17.75.
     assert w_of(final) == 17.75
@@ -501,7 +503,7 @@ def test_fedbuff_applies_a_partly_filled_buffer_at_the_end() -> None:
 
 def test_fedbuff_server_lr_scales_the_step() -> None:
     fake = _two_clients()
-    assert w_of(_fedbuff(fake, 2, server_lr=0.5)) == 0.5 * 7.75
+    assert w_of(_fedbuff(fake, 2, optimizer=FedAvg(lr=0.5))) == 0.5 * 7.75
 
 
 def test_async_pacing_matches_sync_rounds() -> None:
@@ -528,6 +530,59 @@ def test_zero_updates_only_broadcast() -> None:
     assert w_of(_fedbuff(fake, 0)) == 0.0
     assert fake.log.updates == []
     assert [r.kind for r in fake.log.transfers] == ["model_down", "model_down"]
+
+
+# -- server optimizers in the drivers -----------------------------------------------------------
+
+
+def _adam() -> FedAdam:
+    # beta1 = beta2 = 0.5, tau = 1: v starts at tau^2 = 1.
+    return FedAdam(lr=1.0, beta1=0.5, beta2=0.5, tau=1.0)
+
+
+def test_sync_rounds_step_fedadam_along_each_rounds_mean() -> None:
+    # Clients return what they received plus -2 (1 sample) or +2 (3 samples): every round's
+    # weighted mean is w + (-2 + 6)/4 = w + 1, so Δ = 1 each round.
+    # Round 0: m = 0.5, v = 0.5*1 + 0.5*1 = 1, w = 0 + 0.5/(1 + 1) = 0.25.
+    # Round 1: m = 0.25 + 0.5 = 0.75, v = 1, w = 0.25 + 0.75/2 = 0.625 (plain FedAvg: 2).
+    fake = Fake(compute_s=[1.0, 3.0], delta=[-2.0, 2.0], samples=[1, 3])
+    rounds = Rounds(fake, n=None)
+    final = fake.run(
+        sync_rounds(
+            fake.world,
+            stage="st",
+            rounds=2,
+            client_ids=fake.client_ids,
+            rule=WeightedMean(initial(), _adam()),
+            plan=fake.plan,
+            on_round=rounds,
+        )
+    )
+    assert [c[1] for c in rounds.calls] == [0.25, 0.625]
+    assert w_of(final, n=None) == 0.625
+    with pytest.raises(ValueError, match="not both"):
+        fake.run(
+            sync_rounds(
+                fake.world,
+                stage="st",
+                rounds=1,
+                client_ids=fake.client_ids,
+                initial=initial(),
+                rule=WeightedMean(initial()),
+                plan=fake.plan,
+                on_round=rounds,
+            )
+        )
+
+
+def test_fedbuff_steps_fedadam_once_per_buffer() -> None:
+    # The timeline of test_fedbuff_buffer_of_two_by_hand with deltas -2 (1 sample) and +2
+    # (3 samples): both buffers hold one delta of each, so Δ = (-2 + 6)/4 = 1 at both steps.
+    # Step 1 (t=5): m = 0.5, v = 1, w = 0.25. Step 2 (t=10): m = 0.75, v = 1, w = 0.625.
+    fake = Fake(compute_s=[1.0, 3.0], delta=[-2.0, 2.0], samples=[1, 3])
+    final = _fedbuff(fake, 4, optimizer=_adam())
+    assert w_of(final) == 0.625
+    assert fake.log.transfers[-1].round == 2  # two server steps
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ from nmoe_sim.report.build import build_report
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.sweep import sweep_rows
 from nmoe_sim.telemetry.progress import RunProgress
-from nmoe_sim.telemetry.records import INFERENCE_COLUMNS, Recorder
+from nmoe_sim.telemetry.records import Recorder
+from nmoe_sim.telemetry.schema import QueryRecord, columns
 from nmoe_sim.world import World
 
 FEATURE_DIM = 16  # float32: 64 bytes of features per query
@@ -141,9 +142,9 @@ def test_single_expert_host_is_an_mm1_queue() -> None:
     # Utilisation of the host is rho = lambda / mu; the sojourn time is exponential with rate
     # mu - lambda, so its median is ln 2 / (mu - lambda).
     summary, _ = summarise(run, model.expert_probs, torch.zeros(SAMPLES, dtype=torch.long))
-    assert summary["expert_utilisation"][0] == pytest.approx(lam / mu, rel=0.05)
-    assert summary["latency_p50_ms"] == pytest.approx(1e3 * np.log(2) * theory, rel=0.05)
-    assert summary["expert_requests"] == [40_000, 0, 0, 0, 0]
+    assert summary.expert_utilisation[0] == pytest.approx(lam / mu, rel=0.05)
+    assert summary.latency_p50_ms == pytest.approx(1e3 * np.log(2) * theory, rel=0.05)
+    assert summary.expert_requests == [40_000, 0, 0, 0, 0]
 
 
 def test_deterministic_service_takes_flops_over_speed() -> None:
@@ -193,12 +194,12 @@ def test_top1_own_expert_moves_zero_bytes() -> None:
     run = serve(world, queries, model, ServingSettings(top_k=1))
     summary, rows = summarise(run, model.expert_probs, torch.zeros(SAMPLES, dtype=torch.long))
     assert recorder.trace_rows() == []
-    assert summary["bytes_total"] == 0 and summary["bytes_per_query"] == 0
-    assert summary["own_expert_only_fraction"] == 1.0
-    assert summary["expert_requests"] == [200, 200, 200]
+    assert summary.bytes_total == 0 and summary.bytes_per_query == 0
+    assert summary.own_expert_only_fraction == 1.0
+    assert summary.expert_requests == [200, 200, 200]
     # Idle devices: FE (100 us) + own expert (1 us); queries of one client rarely overlap.
-    assert summary["latency_p50_ms"] == pytest.approx(0.101)
-    assert all(r["experts"] == str(r["client"]) for r in rows)
+    assert summary.latency_p50_ms == pytest.approx(0.101)
+    assert all(r.experts == str(r.client) for r in rows)
 
 
 def test_deadline_shorter_than_any_round_trip_answers_from_the_own_expert() -> None:
@@ -211,12 +212,12 @@ def test_deadline_shorter_than_any_round_trip_answers_from_the_own_expert() -> N
     queries = queries_for(list(range(clients)), 10.0, 100)
     run = serve(world, queries, model, ServingSettings(top_k=2, deadline_s=0.005))
     summary, rows = summarise(run, model.expert_probs, torch.zeros(SAMPLES, dtype=torch.long))
-    assert summary["own_expert_only_fraction"] == 1.0
+    assert summary.own_expert_only_fraction == 1.0
     assert all(o.answered == (o.query.client,) for o in run.outcomes)
     remote = [o for o in run.outcomes if set(o.chosen) - {o.query.client}]
     assert len(remote) == len(run.outcomes)  # top-2 of 4: every query asks a remote expert
-    assert summary["deadline_misses"] == len(remote)
-    assert summary["late_expert_answers"] == sum(
+    assert summary.deadline_misses == len(remote)
+    assert summary.late_expert_answers == sum(
         len(set(o.chosen) - {o.query.client}) for o in run.outcomes
     )
     for o in run.outcomes:
@@ -227,8 +228,8 @@ def test_deadline_shorter_than_any_round_trip_answers_from_the_own_expert() -> N
             assert o.fallback
             assert o.latency_s == pytest.approx(0.005 + 1e-6, abs=1e-7)
     # The late answers still crossed the network: their bytes are counted.
-    assert summary["bytes_total"] > 0
-    assert max(summary["latency_p99_ms"], max(r["latency_ms"] for r in rows)) < 5.1
+    assert summary.bytes_total > 0
+    assert max(summary.latency_p99_ms, max(r.latency_ms for r in rows)) < 5.1
 
 
 def test_generous_deadline_changes_nothing() -> None:
@@ -260,12 +261,12 @@ def test_bytes_per_query_is_the_inference_trace_over_the_queries() -> None:
     assert set(trace["stage"]) == {"inference"}
     remote_asks = sum(len(set(o.chosen) - {o.query.client}) for o in run.outcomes)
     assert len(trace) == 2 * remote_asks
-    assert summary["bytes_total"] == trace["size_bytes"].sum() == remote_asks * (64 + 40)
-    assert summary["bytes_per_query"] == pytest.approx(trace["size_bytes"].sum() / len(queries))
-    assert sum(r["bytes"] for r in rows) == trace["size_bytes"].sum()
-    # Each query's rows carry its id as `round`.
-    per_query = trace.groupby("round")["size_bytes"].sum()
-    assert all(per_query.get(r["query"], 0) == r["bytes"] for r in rows)
+    # Conservation: the figures are the trace's rows, summed.
+    assert summary.bytes_total == trace["size_bytes"].sum() == remote_asks * (64 + 40)
+    assert summary.bytes_per_query == pytest.approx(trace["size_bytes"].sum() / len(queries))
+    # A query's bytes (its trace rows, by `round`) are 64 B out and 40 B back per remote expert.
+    for o, r in zip(run.outcomes, rows, strict=True):
+        assert r.bytes == o.bytes == len(set(o.chosen) - {o.query.client}) * (64 + 40)
 
 
 def test_congested_links_raise_the_tail() -> None:
@@ -276,7 +277,7 @@ def test_congested_links_raise_the_tail() -> None:
         model = make_model(random_scores(4), fe_flops=0.0)
         run = serve(world, queries_for(list(range(4)), 200.0, 200), model, ServingSettings(2))
         summary, _ = summarise(run, model.expert_probs, torch.zeros(SAMPLES, dtype=torch.long))
-        return summary["latency_p99_ms"]
+        return summary.latency_p99_ms
 
     slow, fast = p99(0.5), p99(50.0)
     assert slow > fast > 8.0  # at least the 4 links' latency
@@ -297,9 +298,9 @@ def test_mixture_without_deadline_matches_the_evaluated_routing() -> None:
         mix(top_k_weights(torch.as_tensor(s, dtype=torch.float32), 2), model.expert_probs).argmax(1)
         for s in scores
     ]
-    want = [bool(expected[r["client"]][r["sample"]] == labels[r["sample"]]) for r in rows]
-    assert [r["correct"] for r in rows] == want
-    assert summary["accuracy"] == pytest.approx(np.mean(want))
+    want = [bool(expected[r.client][r.sample] == labels[r.sample]) for r in rows]
+    assert [r.correct for r in rows] == want
+    assert summary.accuracy == pytest.approx(np.mean(want))
 
 
 # --- routing ----------------------------------------------------------------------------------
@@ -504,7 +505,7 @@ def test_engine_writes_inference_figures_rows_and_trace(served: tuple[Path, dict
         assert len(m["inference"]["expert_utilisation"]) == 4
     assert json.loads((out / "summary.json").read_text()) == summary
     rows = pd.read_csv(out / "inference.csv")
-    assert list(rows.columns) == list(INFERENCE_COLUMNS)
+    assert list(rows.columns) == list(columns(QueryRecord))
     assert rows.groupby("method").size().to_dict() == dict.fromkeys(methods, 400)
     trace = pd.read_csv(out / "trace.csv")
     serving = trace[trace["stage"] == "inference"]

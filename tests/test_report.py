@@ -21,7 +21,17 @@ from nmoe_sim.report import ReportError, build_report
 from nmoe_sim.report.build import MARKER
 from nmoe_sim.report.figures import SWEEP_FIGURES, _log_x, sweep_figure_name
 from nmoe_sim.report.timeline import chrome_trace_events, node_order
-from nmoe_sim.telemetry.records import METRIC_COLUMNS, TRACE_COLUMNS
+from nmoe_sim.sweep import FIGURES, INFERENCE_FIGURES
+from nmoe_sim.telemetry.schema import MetricRecord, QueryRecord, TransferRecord, columns, row
+from nmoe_sim.telemetry.summary import (
+    DatasetInfo,
+    InferenceSummary,
+    MethodSummary,
+    PerClient,
+    RunSummary,
+    StageFigures,
+    UpdateCounts,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -48,7 +58,7 @@ TRACE = pd.DataFrame(
         ("nmoe/fedsc/fedgate", 3.0, 3.125, "c0", "c1", "features", "gate", 0, 500, "c0>c1", None),
         ("nmoe/fedsc/fedgate", 3.5, 3.5, "c1", "server", "update_up", "gate", 1, 300, "c1>s", 0),
     ],
-    columns=list(TRACE_COLUMNS),
+    columns=list(columns(TransferRecord)),
 )
 METRICS = pd.DataFrame(
     [
@@ -57,43 +67,53 @@ METRICS = pd.DataFrame(
         ("nmoe/fedsc", "expert", 0, 3.0, 0.3, None, 1.1, 4000),
         ("nmoe/fedsc/fedgate", "gate", 1, 3.5, 0.4, 0.55, 2.0, 4800),
     ],
-    columns=list(METRIC_COLUMNS),
+    columns=list(columns(MetricRecord)),
 )
-INFERENCE = {
-    "latency_p50_ms": 12.0,
-    "latency_p95_ms": 30.0,
-    "latency_p99_ms": 45.0,
-    "accuracy": 0.61,
-    "bytes_per_query": 2048,
-    "expert_utilisation": [0.6, 0.4],
-    "deadline_misses": 3,
-}
+INFERENCE = InferenceSummary(
+    queries=4,
+    accuracy=0.61,
+    latency_mean_ms=24.25,
+    latency_p50_ms=12.0,
+    latency_p95_ms=30.0,
+    latency_p99_ms=45.0,
+    bytes_total=8192,
+    bytes_per_query=2048,
+    own_expert_only_fraction=0.25,
+    expert_utilisation=[0.6, 0.4],
+    expert_requests=[3, 2],
+    deadline_misses=3,
+    late_expert_answers=3,
+    t_start_s=3.5,
+    sim_time_s=0.5,
+)
 
 
 def _summary(inference: bool) -> dict[str, Any]:
-    def method(acc: float, size: int, sim: float) -> dict[str, Any]:
-        return {
-            "accuracy_global": acc,
-            "accuracy_local": acc + 0.1,
-            "bytes_total": size,
-            "sim_time_s": sim,
-            "wall_time_s": 1.0,
-            "stages": {"fedavg": {"bytes": size, "sim_time_s": sim}},
-            "updates": {"applied": 2, "dropped": {}},
-        }
+    def method(acc: float, size: int, sim: float, served: bool = False) -> MethodSummary:
+        return MethodSummary(
+            accuracy_global=acc,
+            accuracy_local=acc + 0.1,
+            bytes_total=size,
+            sim_time_s=sim,
+            wall_time_s=1.0,
+            stages={"fedavg": StageFigures(bytes=size, sim_time_s=sim)},
+            updates=UpdateCounts(applied=2, dropped={}),
+            per_client=PerClient(accuracy_global=[acc, acc], accuracy_local=[acc, acc]),
+            inference=INFERENCE if served else None,
+        )
 
-    gate = method(0.55, 4800, 3.5)
-    if inference:
-        gate["inference"] = INFERENCE
-    return {
-        "scenario": "hand",
-        "seed": 1,
-        "dataset": {"name": "synthetic", "train": 10, "test": 10},
-        "clients": 2,
-        "partition": {"scheme": "iid"},
-        "wall_time_s": 2.0,
-        "methods": {"fedavg": method(0.42, 4000, 2.25), "nmoe/fedsc/fedgate": gate},
-    }
+    return RunSummary(
+        scenario="hand",
+        seed=1,
+        dataset=DatasetInfo(name="synthetic", train=10, test=10),
+        clients=2,
+        partition={"scheme": "iid"},
+        wall_time_s=2.0,
+        methods={
+            "fedavg": method(0.42, 4000, 2.25),
+            "nmoe/fedsc/fedgate": method(0.55, 4800, 3.5, served=inference),
+        },
+    ).to_dict()
 
 
 def make_run(root: Path, inference: bool = False) -> Path:
@@ -107,13 +127,14 @@ def make_run(root: Path, inference: bool = False) -> Path:
         run / "heatmaps" / "nmoe_fedsc_fedgate.csv", index=False
     )
     if inference:
+        queries = [
+            # query, client, sample, arrival, done, latency, experts, answered, bytes, 3 flags
+            QueryRecord(q, q % 2, q, t, t + ms / 1e3, ms, "0", "0", 2048, True, True, False)
+            for q, (t, ms) in enumerate([(0.0, 10.0), (0.1, 12.0), (0.2, 30.0), (0.3, 45.0)])
+        ]
         pd.DataFrame(
-            {
-                "method": ["nmoe/fedsc/fedgate"] * 4,
-                "client": [0, 1, 0, 1],
-                "t_arrival_s": [0.0, 0.1, 0.2, 0.3],
-                "latency_ms": [10.0, 12.0, 30.0, 45.0],
-            }
+            [row("nmoe/fedsc/fedgate", r) for r in queries],
+            columns=list(columns(QueryRecord)),
         ).to_csv(run / "inference.csv", index=False)
     return run
 
@@ -363,6 +384,27 @@ def test_foreign_out_folder_refused(tmp_path: Path) -> None:
     assert not (run / "report").exists()
     with pytest.raises(ReportError):
         build_report(run, foreign)
+
+
+def test_summary_of_another_shape_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    summary = _summary(False)
+    del summary["methods"]["fedavg"]["per_client"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ReportError, match="not a run summary of this version"):
+        build_report(run)
+
+
+def test_csv_without_a_schema_column_refused(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    TRACE.drop(columns=["path"]).to_csv(run / "trace.csv", index=False)
+    with pytest.raises(ReportError, match="missing column"):
+        build_report(run)
+
+
+def test_sweep_figures_drawn_are_sweep_columns() -> None:
+    made = {*FIGURES, *(f"inference_{f}" for f in INFERENCE_FIGURES)}
+    assert set(SWEEP_FIGURES) <= made
 
 
 def test_cli_report_on_a_real_tiny_run(tmp_path: Path) -> None:

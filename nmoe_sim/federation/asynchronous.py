@@ -1,13 +1,14 @@
-"""Asynchronous federation: FedAsync (staleness-weighted mixing) and FedBuff (buffered deltas).
+"""Asynchronous federation: one driver loop, `run_async`, for any server rule (rules/): FedAsync
+is it with the `Mixing` rule, FedBuff with the `Buffered` one.
 
-Both share one driver loop: `concurrency` clients train at once; each downloads the server's
-current model (noting its version), runs `plan`'s task and uploads `share(weights)`. The server
-acts only when an upload lands (or a client's task is reported lost: "dropout"): it measures the
-update's staleness (server version now minus the version the client started from), drops it if
-staler than `max_staleness`, otherwise hands it to the aggregation rule; then it dispatches the
-next client, drawn by `rng` among the idle ones, until `total_updates` have been dispatched. The
-run ends when every dispatched update has been applied or dropped; the server then broadcasts
-the final model to every client.
+`concurrency` clients train at once; each downloads the server's current model (noting its
+version), runs `plan`'s task and uploads `share(weights)`. The server acts only when an upload
+lands (or a client's task is reported lost: "dropout"): it measures the update's staleness
+(server version now minus the version the client started from), drops it if staler than
+`max_staleness`, otherwise hands it to the rule; then it dispatches the next client, drawn by
+`rng` among the idle ones, until `total_updates` have been dispatched. The run ends when every
+dispatched update has been applied or dropped (the rule is then flushed); the server then
+broadcasts the final model to every client.
 
 Pacing: `on_round(step, weights, applied updates)` and `world.progress.advance()` run once per
 `updates_per_round` (default: the number of clients) resolved (applied or dropped) updates, and
@@ -20,15 +21,15 @@ never repeat even when a client starts twice from the same version.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Generator, Sequence
-from typing import Protocol
+from typing import Any
 
 import numpy as np
-import torch
 
-from nmoe_sim.federation.aggregate import Weights, weighted_average
-from nmoe_sim.federation.staleness import StalenessFn, constant
+from nmoe_sim.federation.aggregate import Weights
+from nmoe_sim.federation.rules import Buffered, Mixing, ServerRule, mix
+from nmoe_sim.federation.server_optimizers import ServerOptimizer
+from nmoe_sim.federation.staleness import StalenessFn
 from nmoe_sim.federation.sync import (
     LocalPlan,
     RoundCallback,
@@ -41,123 +42,10 @@ from nmoe_sim.network.devices import SERVER, TaskDropped, client_node
 from nmoe_sim.telemetry.records import UpdateRecord
 from nmoe_sim.world import World
 
-
-class _ServerRule(Protocol):
-    """How the server folds arriving updates into its model."""
-
-    weights: Weights
-    version: int
-
-    def hold(self, version: int) -> None:
-        """A client starts from `version`."""
-
-    def release(self, version: int) -> None:
-        """An update started from `version` was dropped."""
-
-    def apply(self, update: Update, version: int, staleness: int) -> None: ...
-
-    def drain(self) -> None:
-        """No update will arrive any more."""
+__all__ = ["fedasync", "fedbuff", "mix", "run_async"]
 
 
-def mix(server: Weights, client: Weights, alpha: float) -> Weights:
-    """(1 - alpha) * server + alpha * client: FedAvg's weighted mean of the two (integer buffers
-    keep the server's value)."""
-    return weighted_average([server, client], [1.0 - alpha, alpha])
-
-
-class _Mixing:
-    """FedAsync: w <- (1 - a_s) w + a_s w_client, a_s = alpha * staleness_fn(s)."""
-
-    def __init__(self, initial: Weights, alpha: float, staleness_fn: StalenessFn) -> None:
-        self.weights = initial
-        self.version = 0
-        self.alpha = alpha
-        self.staleness_fn = staleness_fn
-
-    def hold(self, version: int) -> None:
-        pass
-
-    def release(self, version: int) -> None:
-        pass
-
-    def apply(self, update: Update, version: int, staleness: int) -> None:
-        self.weights = mix(self.weights, update.weights, self.alpha * self.staleness_fn(staleness))
-        self.version += 1
-
-    def drain(self) -> None:
-        pass
-
-
-class _Buffered:
-    """FedBuff: buffer each client's delta against the model it started from; every
-    `buffer_size` deltas, w <- w + server_lr * sum_i n_i f(s_i) delta_i / sum_i n_i.
-
-    Keeps only the versions some client in flight started from (plus the current one).
-    """
-
-    def __init__(
-        self, initial: Weights, buffer_size: int, server_lr: float, staleness_fn: StalenessFn
-    ) -> None:
-        self.weights = initial
-        self.version = 0
-        self.buffer_size = buffer_size
-        self.server_lr = server_lr
-        self.staleness_fn = staleness_fn
-        self.history: dict[int, Weights] = {0: initial}
-        self.holders: Counter[int] = Counter()
-        self.buffer: list[tuple[Weights, float, float]] = []  # (delta, n * f(s), n)
-
-    def hold(self, version: int) -> None:
-        self.holders[version] += 1
-
-    def release(self, version: int) -> None:
-        self.holders[version] -= 1
-        self._forget(version)
-
-    def _forget(self, version: int) -> None:
-        if self.holders[version] <= 0 and version != self.version:
-            del self.holders[version]
-            self.history.pop(version, None)
-
-    def apply(self, update: Update, version: int, staleness: int) -> None:
-        base = self.history[version]
-        delta = {
-            key: update.weights[key].to(torch.float64) - w.to(torch.float64)
-            for key, w in base.items()
-            if torch.is_floating_point(w)
-        }
-        n = float(update.num_samples)
-        self.buffer.append((delta, n * self.staleness_fn(staleness), n))
-        self.release(version)
-        if len(self.buffer) == self.buffer_size:
-            self._step()
-
-    def _step(self) -> None:
-        total = sum(n for _, _, n in self.buffer)
-        if total <= 0:
-            raise ValueError("FedBuff needs a positive total sample count in its buffer")
-        out: Weights = {}
-        for key, w in self.weights.items():
-            if not torch.is_floating_point(w):
-                out[key] = w
-                continue
-            step = sum(delta[key] * (weight / total) for delta, weight, _ in self.buffer)
-            out[key] = (w.to(torch.float64) + self.server_lr * step).to(w.dtype)
-        self.buffer.clear()
-        previous = self.version
-        self.weights = out
-        self.version += 1
-        self.history[self.version] = out
-        self._forget(previous)
-
-    def drain(self) -> None:
-        # The run is over: a partly filled buffer is applied rather than thrown away.
-        if self.buffer:
-            self._step()
-
-
-def _run(
+def run_async(
     world: World,
     *,
     stage: str,
@@ -165,13 +53,15 @@ def _run(
     client_ids: Sequence[int],
     plan: LocalPlan,
     on_round: RoundCallback,
-    rule: _ServerRule,
-    concurrency: int,
-    max_staleness: int | None,
+    rule: ServerRule,
     rng: np.random.Generator,
-    share: Callable[[Weights], Weights],
-    updates_per_round: int | None,
+    concurrency: int,
+    max_staleness: int | None = None,
+    updates_per_round: int | None = None,
+    share: Callable[[Weights], Weights] = identity,
 ) -> Generator:
+    """The asynchronous driver (see the module docstring) with `rule` folding updates in;
+    returns the final weights, after the final broadcast."""
     clients = list(client_ids)
     if len(set(clients)) != len(clients):
         raise ValueError("client_ids must be distinct")
@@ -259,7 +149,7 @@ def _run(
         idle.append(cid)
         finished = resolved == total_updates
         if finished:
-            rule.drain()
+            rule.flush()
         if resolved % per_round == 0 or finished:
             on_round(step, rule.weights, applied.copy())
             applied.clear()
@@ -283,86 +173,26 @@ def _run(
 def fedasync(
     world: World,
     *,
-    stage: str,
-    total_updates: int,
-    client_ids: Sequence[int],
     initial: Weights,
-    plan: LocalPlan,
-    on_round: RoundCallback,
-    rng: np.random.Generator,
-    concurrency: int,
     mixing: float,
     staleness_fn: StalenessFn | None = None,
-    max_staleness: int | None = None,
-    updates_per_round: int | None = None,
-    share: Callable[[Weights], Weights] = identity,
+    optimizer: ServerOptimizer | None = None,
+    **driver: Any,
 ) -> Generator:
-    """FedAsync (Xie et al. 2019): each landing update is mixed in at once,
-    w <- (1 - a_s) w + a_s w_client with a_s = mixing * staleness_fn(s), and bumps the version.
-    `staleness_fn` defaults to constant. Returns the final weights (after the final broadcast).
-    """
-    if not 0 < mixing <= 1:
-        raise ValueError(f"mixing must be in (0, 1] (got {mixing})")
-    rule = _Mixing(initial, mixing, staleness_fn or constant())
-    return (
-        yield from _run(
-            world,
-            stage=stage,
-            total_updates=total_updates,
-            client_ids=client_ids,
-            plan=plan,
-            on_round=on_round,
-            rule=rule,
-            concurrency=concurrency,
-            max_staleness=max_staleness,
-            rng=rng,
-            share=share,
-            updates_per_round=updates_per_round,
-        )
-    )
+    """FedAsync (Xie et al. 2019): `run_async` with the `Mixing` rule, each landing update mixed
+    in at once, w <- (1 - a_s) w + a_s w_client with a_s = mixing * staleness_fn(s)."""
+    return run_async(world, rule=Mixing(initial, mixing, staleness_fn, optimizer), **driver)
 
 
 def fedbuff(
     world: World,
     *,
-    stage: str,
-    total_updates: int,
-    client_ids: Sequence[int],
     initial: Weights,
-    plan: LocalPlan,
-    on_round: RoundCallback,
-    rng: np.random.Generator,
-    concurrency: int,
     buffer_size: int,
-    max_staleness: int | None = None,
-    server_lr: float = 1.0,
     staleness_fn: StalenessFn | None = None,
-    updates_per_round: int | None = None,
-    share: Callable[[Weights], Weights] = identity,
+    optimizer: ServerOptimizer | None = None,
+    **driver: Any,
 ) -> Generator:
-    """FedBuff (Nguyen et al. 2022): clients upload their model; the server buffers its delta
-    against the version the client started from and, every `buffer_size` kept deltas, steps
-    w <- w + server_lr * sum_i n_i f(s_i) delta_i / sum_i n_i (n: sample count, f:
-    `staleness_fn`, constant by default, s measured on arrival) and bumps the version. A partly
-    filled buffer is applied when the last update has landed. Returns the final weights."""
-    if buffer_size < 1:
-        raise ValueError(f"buffer_size must be >= 1 (got {buffer_size})")
-    if not server_lr > 0:
-        raise ValueError(f"server_lr must be > 0 (got {server_lr})")
-    rule = _Buffered(initial, buffer_size, server_lr, staleness_fn or constant())
-    return (
-        yield from _run(
-            world,
-            stage=stage,
-            total_updates=total_updates,
-            client_ids=client_ids,
-            plan=plan,
-            on_round=on_round,
-            rule=rule,
-            concurrency=concurrency,
-            max_staleness=max_staleness,
-            rng=rng,
-            share=share,
-            updates_per_round=updates_per_round,
-        )
-    )
+    """FedBuff (Nguyen et al. 2022): `run_async` with the `Buffered` rule, one server step per
+    `buffer_size` kept deltas (the optimizer's lr scales it)."""
+    return run_async(world, rule=Buffered(initial, buffer_size, staleness_fn, optimizer), **driver)

@@ -1,4 +1,5 @@
-"""Synchronous federated rounds (FedAvg-style): broadcast, local work, upload, weighted average.
+"""Synchronous federated rounds: broadcast, local work, upload, then the server rule folds the
+kept uploads in (FedAvg's weighted mean by default).
 
 A round may select a subset of clients, over-select and keep the first K uploads, and close at a
 deadline. Every dispatched client update ends in exactly one `UpdateRecord` (applied or dropped,
@@ -16,7 +17,8 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, Event, EventPriority
 
-from nmoe_sim.federation.aggregate import Weights, weighted_average
+from nmoe_sim.federation.aggregate import Weights
+from nmoe_sim.federation.rules import ServerRule, WeightedMean
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, TaskDropped, client_node
 from nmoe_sim.telemetry.records import RoundRecord, UpdateRecord
@@ -124,9 +126,21 @@ class _Round:
     the round closed. The server only learns things when arrival (or task-loss) events fire."""
 
     def __init__(
-        self, world: World, stage: str, r: int, selected: list[int], quorum: int, server: _Server
+        self,
+        world: World,
+        stage: str,
+        r: int,
+        selected: list[int],
+        quorum: int,
+        server: _Server,
+        rule: ServerRule,
     ) -> None:
         self.world, self.stage, self.r, self.server = world, stage, r, server
+        # The rule's version every selected client starts from, held until its update is
+        # applied or dropped.
+        self.rule, self.base = rule, rule.version
+        for _ in selected:
+            rule.hold(self.base)
         self.t_start = world.env.now
         self.selected = selected
         self.quorum = min(quorum, len(selected))
@@ -156,6 +170,8 @@ class _Round:
     def _record(
         self, cid: int, t_arrival: float | None, staleness: int | None, reason: str
     ) -> None:
+        if reason:
+            self.rule.release(self.base)
         self.world.log.record_update(
             UpdateRecord(
                 client=cid,
@@ -225,25 +241,35 @@ def sync_rounds(
     stage: str,
     rounds: int,
     client_ids: Sequence[int],
-    initial: Weights,
     plan: LocalPlan,
     on_round: RoundCallback,
+    initial: Weights | None = None,
+    rule: ServerRule | None = None,
     share: Callable[[Weights], Weights] = identity,
     settings: SyncSettings | None = None,
     rng: np.random.Generator | None = None,
 ) -> Generator:
     """Every round the selected clients download the global weights, run `plan`'s task and
-    upload `share(update)`; the server averages the uploads it kept, weighted by sample count,
-    in selection order. A round closes when K uploads are in, at the deadline, or when every
-    selected client has answered (or lost its task), whichever comes first; uploads still in
-    flight are not waited for and are recorded as dropped when they arrive. A round with no
-    upload leaves the global model unchanged (`on_round` gets an empty list). After the last
-    round the server sends the final weights to every client; returns them.
+    upload `share(update)`; when the round closes the server applies the uploads it kept to
+    `rule`, in selection order, and flushes it. Give `rule` or `initial`: the default rule is
+    FedAvg's `WeightedMean(initial)` (the uploads' mean weighted by sample count).
+
+    A round closes when K uploads are in, at the deadline, or when every selected client has
+    answered (or lost its task), whichever comes first; uploads still in flight are not waited
+    for and are recorded as dropped when they arrive. A round with no upload leaves the global
+    model unchanged (`on_round` gets an empty list). After the last round the server sends the
+    final weights to every client; returns them.
 
     `rng` draws the selected clients (sorted back into `client_ids` order); it is needed only
     when a round selects fewer than all clients. Default settings: every client, every round,
     the round ends with the slowest one.
     """
+    if rule is None:
+        if initial is None:
+            raise ValueError("sync_rounds needs a rule or the initial weights")
+        rule = WeightedMean(initial)
+    elif initial is not None:
+        raise ValueError("sync_rounds takes a rule or the initial weights, not both")
     settings = settings or SyncSettings()
     clients = list(client_ids)
     quorum = settings.quorum(len(clients))
@@ -251,7 +277,6 @@ def sync_rounds(
     if n_select < len(clients) and rng is None:  # refuse before any simulated work
         raise ValueError("selecting a subset of clients needs an rng")
     server = _Server()
-    global_weights = initial
     rounds_seen: list[_Round] = []
 
     def one_client(cid: int, rnd: _Round, weights: Weights) -> Generator:
@@ -274,18 +299,17 @@ def sync_rounds(
 
     for r in range(rounds):
         selected = _select(clients, n_select, rng)
-        rnd = _Round(world, stage, r, selected, quorum, server)
+        rnd = _Round(world, stage, r, selected, quorum, server, rule)
         rounds_seen = [seen for seen in rounds_seen if seen.pending] + [rnd]
         if settings.deadline_s is not None:
             rnd.watch_deadline(settings.deadline_s)
         for cid in selected:
-            world.env.process(one_client(cid, rnd, global_weights))
+            world.env.process(one_client(cid, rnd, rule.weights))
         yield rnd.closed
         updates = [rnd.applied[c] for c in selected if c in rnd.applied]
-        if updates:
-            global_weights = weighted_average(
-                [u.weights for u in updates], [u.num_samples for u in updates]
-            )
+        for update in updates:
+            rule.apply(update, rnd.base, 0)  # kept uploads landed in their own round: never stale
+        rule.flush()
         world.log.record_round(
             RoundRecord(
                 stage=stage,
@@ -297,11 +321,11 @@ def sync_rounds(
                 closed_by=rnd.closed_by,
             )
         )
-        on_round(r, global_weights, updates)
+        on_round(r, rule.weights, updates)
         world.progress.advance()
     yield from final_broadcast(
-        world, stage=stage, client_ids=clients, weights=global_weights, round=rounds
+        world, stage=stage, client_ids=clients, weights=rule.weights, round=rounds
     )
     for rnd in rounds_seen:
         rnd.write_off()
-    return global_weights
+    return rule.weights

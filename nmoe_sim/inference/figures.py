@@ -6,12 +6,12 @@ weights renormalised over them; its expert outputs are the real experts' outputs
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from nmoe_sim.inference.serving import QueryOutcome, ServingRun
+from nmoe_sim.telemetry.schema import QueryRecord
+from nmoe_sim.telemetry.summary import InferenceSummary
 
 
 def predictions(outcomes: list[QueryOutcome], expert_probs: torch.Tensor) -> np.ndarray:
@@ -33,54 +33,48 @@ def percentile_ms(latencies_s: np.ndarray, q: float) -> float:
 
 def summarise(
     run: ServingRun, expert_probs: torch.Tensor, labels: torch.Tensor
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The summary's `inference` entry and one row per query (inference.csv, without `method`).
-
-    `expert_utilisation[j]`: the share of the serving span (first arrival's clock start to the
-    last answer) that expert j's host spent serving expert requests; `expert_requests[j]` how
-    many it served. `deadline_misses`: queries with at least one asked expert left out.
-    """
+) -> tuple[InferenceSummary, list[QueryRecord]]:
+    """The summary's `inference` entry and one record per query (inference.csv)."""
     outcomes = run.outcomes
     n = len(outcomes)
     latency = np.array([o.latency_s for o in outcomes])
     predicted = predictions(outcomes, expert_probs)
     truth = labels.detach().cpu().numpy()[[o.query.sample for o in outcomes]]
     correct = predicted == truth
-    sizes = np.array([o.bytes for o in outcomes], dtype=np.int64)
     own_only = np.array([o.answered == (o.query.client,) for o in outcomes], dtype=bool)
     span = run.t_end_s - run.t_start_s
-    summary = {
-        "queries": n,
-        "accuracy": float(correct.mean()) if n else float("nan"),
-        "latency_mean_ms": float(latency.mean() * 1e3) if n else float("nan"),
-        "latency_p50_ms": percentile_ms(latency, 50),
-        "latency_p95_ms": percentile_ms(latency, 95),
-        "latency_p99_ms": percentile_ms(latency, 99),
-        "bytes_total": int(sizes.sum()),
-        "bytes_per_query": float(sizes.mean()) if n else 0.0,
-        "own_expert_only_fraction": float(own_only.mean()) if n else float("nan"),
-        "expert_utilisation": [float(b / span) if span > 0 else 0.0 for b in run.busy_s],
-        "expert_requests": [int(r) for r in run.requests],
-        "deadline_misses": int(sum(o.missed > 0 for o in outcomes)),
-        "late_expert_answers": int(run.late_answers),
-        "t_start_s": float(run.t_start_s),
-        "sim_time_s": float(span),
-    }
-    rows = [
-        {
-            "query": o.query.qid,
-            "client": o.query.client,
-            "sample": o.query.sample,
-            "t_arrival_s": o.query.t_arrival_s,
-            "t_done_s": o.t_done_s,
-            "latency_ms": o.latency_s * 1e3,
-            "experts": ";".join(map(str, o.chosen)),
-            "answered": ";".join(map(str, o.answered)),
-            "bytes": o.bytes,
-            "correct": bool(c),
-            "own_only": bool(own),
-            "deadline_missed": o.missed > 0,
-        }
+    summary = InferenceSummary(
+        queries=n,
+        accuracy=float(correct.mean()) if n else float("nan"),
+        latency_mean_ms=float(latency.mean() * 1e3) if n else float("nan"),
+        latency_p50_ms=percentile_ms(latency, 50),
+        latency_p95_ms=percentile_ms(latency, 95),
+        latency_p99_ms=percentile_ms(latency, 99),
+        bytes_total=int(run.bytes_total),
+        bytes_per_query=run.bytes_total / n if n else 0.0,
+        own_expert_only_fraction=float(own_only.mean()) if n else float("nan"),
+        expert_utilisation=[float(b / span) if span > 0 else 0.0 for b in run.busy_s],
+        expert_requests=[int(r) for r in run.requests],
+        deadline_misses=int(sum(o.missed > 0 for o in outcomes)),
+        late_expert_answers=int(run.late_answers),
+        t_start_s=float(run.t_start_s),
+        sim_time_s=float(span),
+    )
+    records = [
+        QueryRecord(
+            query=o.query.qid,
+            client=o.query.client,
+            sample=o.query.sample,
+            t_arrival_s=o.query.t_arrival_s,
+            t_done_s=o.t_done_s,
+            latency_ms=o.latency_s * 1e3,
+            experts=";".join(map(str, o.chosen)),
+            answered=";".join(map(str, o.answered)),
+            bytes=o.bytes,
+            correct=bool(c),
+            own_only=bool(own),
+            deadline_missed=o.missed > 0,
+        )
         for o, c, own in zip(outcomes, correct, own_only, strict=True)
     ]
-    return summary, rows
+    return summary, records

@@ -15,10 +15,14 @@ A query arriving at client c:
 Each device is the world's capacity-one resource, the same device model as in training, so a
 busy expert makes later requests wait. Nothing here looks ahead: routing uses what the client
 has observed, the deadline is a timer, and an answer counts only once its arrival event fired.
+
+Bytes are never counted here: every message goes through the world's channel with the query id
+as its trace row's `round`, and a query's bytes are the sum of its trace rows.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,7 +32,6 @@ import numpy as np
 from nmoe_sim.inference.routing import DelayEstimator, Router
 from nmoe_sim.inference.workload import Query, ServingModel
 from nmoe_sim.network.devices import client_node
-from nmoe_sim.network.payload import payload_bytes
 from nmoe_sim.world import World
 
 STAGE = "inference"
@@ -49,7 +52,7 @@ class QueryOutcome:
     weights: tuple[float, ...]  # the gate's mixture weights of `chosen`
     answered: tuple[int, ...]  # experts in the mixture
     t_done_s: float
-    bytes: int  # every byte this query put on the network (late answers included)
+    bytes: int  # its trace rows' bytes: all it put on the network (late answers included)
     missed: int  # asked experts left out by the deadline
     fallback: bool  # nothing was back by the deadline: the own expert answered after it
 
@@ -75,6 +78,7 @@ class ServingRun:
     busy_s: np.ndarray  # per expert host: seconds spent serving expert requests
     requests: np.ndarray  # per expert: requests served (late ones included)
     late_answers: int = 0
+    bytes_total: int = 0  # the serving stage's trace rows, summed
     estimator: DelayEstimator | None = field(default=None, repr=False)
 
 
@@ -98,7 +102,7 @@ class _Server:
         experts = model.num_experts
         self.busy_s = np.zeros(experts)
         self.requests = np.zeros(experts, dtype=int)
-        # (query, chosen, weights, answered, t_done_s, bytes sent [mutable], missed, fallback)
+        # (query, chosen, weights, answered, t_done_s, missed, fallback)
         self.outcomes: list[tuple] = []
         self.late_answers = 0
         self.t_last = self.env.now
@@ -109,7 +113,7 @@ class _Server:
             return float(self.service_rngs[expert].exponential(mean))
         return mean
 
-    def _ask(self, query: Query, expert: int, sent: list[int]) -> Generator:
+    def _ask(self, query: Query, expert: int) -> Generator:
         """One expert's answer to one query; the process ends when the output is at the client."""
         env, channel = self.env, self.world.channel
         client, t0 = query.client, self.env.now
@@ -119,11 +123,9 @@ class _Server:
             yield from self.world.devices.occupy(there, service)
         else:
             features = self.model.features[query.sample]
-            sent[0] += payload_bytes(features)
             yield channel.send(here, there, features, kind="features", stage=STAGE, round=query.qid)
             yield from self.world.devices.occupy(there, service)
             output = self.model.expert_probs[query.sample, expert]
-            sent[0] += payload_bytes(output)
             yield channel.send(there, here, output, kind="expert_out", stage=STAGE, round=query.qid)
         self.busy_s[expert] += service
         self.requests[expert] += 1
@@ -140,8 +142,7 @@ class _Server:
             node, self.world.devices.duration_s(node, self.model.fe_flops)
         )
         chosen, weights = self.router.choose(client, query.sample)
-        sent = [0]
-        asks = {j: env.process(self._ask(query, j, sent)) for j in chosen}
+        asks = {j: env.process(self._ask(query, j)) for j in chosen}
         everyone = env.all_of(list(asks.values()))
         deadline = self.settings.deadline_s
         if deadline is None:
@@ -157,12 +158,11 @@ class _Server:
         if fallback:  # wait for the own expert: the one answer that needs no network
             own = asks.get(client)
             if own is None:
-                own = env.process(self._ask(query, client, sent))
+                own = env.process(self._ask(query, client))
             yield own
             answered = (client,)
         self.t_last = max(self.t_last, env.now)
-        # `sent` is final only once late answers are in too: read after the run.
-        self.outcomes.append((query, chosen, weights, answered, env.now, sent, missed, fallback))
+        self.outcomes.append((query, chosen, weights, answered, env.now, missed, fallback))
 
 
 def serve(
@@ -184,16 +184,22 @@ def serve(
     router = Router(model.scores, settings.top_k, settings.latency_weight, estimator)
     server = _Server(world, model, settings, router, estimator, service_rngs)
     start = world.env.now
+    first_row = len(world.log.transfers)
 
     def driver() -> Generator:
         yield world.env.all_of([world.env.process(server.query(q)) for q in queries])
 
     world.run(driver())
     world.env.run()  # late answers, still on their way when the last query was answered
+    # Read only now, once late answers are in too: this run's trace rows, by query.
+    sent = [row for row in world.log.transfers[first_row:] if row.stage == STAGE]
+    per_query = Counter[int]()
+    for row in sent:
+        per_query[row.round] += row.size_bytes
     outcomes = sorted(
         (
-            QueryOutcome(q, c, w, a, t, sent[0], m, f)
-            for q, c, w, a, t, sent, m, f in server.outcomes
+            QueryOutcome(q, c, w, a, t, per_query[q.qid], m, f)
+            for q, c, w, a, t, m, f in server.outcomes
         ),
         key=lambda o: o.query.qid,
     )
@@ -204,5 +210,6 @@ def serve(
         busy_s=server.busy_s,
         requests=server.requests,
         late_answers=server.late_answers,
+        bytes_total=sum(row.size_bytes for row in sent),
         estimator=estimator,
     )

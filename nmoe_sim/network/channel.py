@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import simpy
 
 from nmoe_sim.network.payload import payload_bytes
-
-
-@dataclass(frozen=True)
-class TransferRecord:
-    t_start_s: float
-    t_end_s: float
-    src: str
-    dst: str
-    kind: str
-    stage: str
-    round: int
-    size_bytes: int
-    path: str = ""
-    staleness: int | None = None
+from nmoe_sim.telemetry.schema import TransferRecord
 
 
 class TraceSink(Protocol):

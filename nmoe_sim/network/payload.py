@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 
 
 def payload_bytes(obj: object) -> int:
@@ -14,7 +14,10 @@ def payload_bytes(obj: object) -> int:
     Containers (mappings, lists, tuples) add their tensors; a bare Python number or string has no
     defined wire size here, so it is refused rather than guessed.
     """
-    if isinstance(obj, torch.Tensor):
+    # torch is not imported for this: a torch tensor can only exist once torch is loaded, so
+    # the channel (and everything that only validates a scenario) stays torch-free.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()
     if isinstance(obj, np.ndarray):
         return int(obj.nbytes)

@@ -1,12 +1,17 @@
-"""One entry point for every federated stage: the scenario's `federation.mode` picks the driver."""
+"""One entry point for every federated stage: the scenario's `federation.mode` picks the server
+rule (how updates fold in) and the driver (when), and `federation.server_optimizer` the step the
+server takes along each aggregate."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 
 from nmoe_sim.config import FederationConfig
+from nmoe_sim.federation import server_optimizers
 from nmoe_sim.federation.aggregate import Weights
-from nmoe_sim.federation.asynchronous import fedasync, fedbuff
+from nmoe_sim.federation.asynchronous import run_async
+from nmoe_sim.federation.rules import Buffered, Mixing, ServerRule, WeightedMean
+from nmoe_sim.federation.server_optimizers import ServerOptimizer
 from nmoe_sim.federation.staleness import StalenessFn, by_name
 from nmoe_sim.federation.sync import LocalPlan, RoundCallback, SyncSettings, identity, sync_rounds
 from nmoe_sim.pipelines.context import RunContext
@@ -23,6 +28,23 @@ def staleness_function(fed: FederationConfig) -> StalenessFn:
     return by_name(fed.staleness.function, **params[fed.staleness.function])
 
 
+def server_optimizer(fed: FederationConfig) -> ServerOptimizer:
+    """A fresh optimizer (empty state) with the hyperparameters its kind takes; the others in
+    the section are ignored, as mode-specific keys are."""
+    cfg = fed.server_optimizer
+    wanted = server_optimizers.parameters(cfg.name)
+    return server_optimizers.by_name(cfg.name, **{key: getattr(cfg, key) for key in wanted})
+
+
+def server_rule(fed: FederationConfig, initial: Weights) -> ServerRule:
+    optimizer = server_optimizer(fed)
+    if fed.mode == "sync":
+        return WeightedMean(initial, optimizer)
+    if fed.mode == "fedasync":
+        return Mixing(initial, fed.mixing, staleness_function(fed), optimizer)
+    return Buffered(initial, fed.buffer_size, staleness_function(fed), optimizer)
+
+
 def federate(
     ctx: RunContext,
     world: World,
@@ -36,34 +58,28 @@ def federate(
 ) -> Generator:
     """Train `rounds` rounds' worth of client updates (rounds x clients per round), then send the
     final weights to every client; returns them. Async modes call `on_round` every
-    clients-per-round updates, so curves line up with synchronous runs."""
+    clients-per-round updates, so curves line up with synchronous runs. The server optimizer's
+    state lives for this one call."""
     fed = ctx.scenario.federation
     per_round = fed.clients_per_round or len(ctx.client_ids)
     rng = numpy_rng(ctx.scenario.seed, "federation", world.log.name, stage)
+    rule = server_rule(fed, initial)
     common = dict(
-        stage=stage,
-        client_ids=ctx.client_ids,
-        initial=initial,
-        plan=plan,
-        on_round=on_round,
-        share=share,
-        rng=rng,
+        stage=stage, client_ids=ctx.client_ids, plan=plan, on_round=on_round, share=share, rng=rng
     )
     if fed.mode == "sync":
         settings = SyncSettings(fed.clients_per_round, fed.over_selection, fed.deadline_s)
-        return (yield from sync_rounds(world, rounds=rounds, settings=settings, **common))
-    async_common = dict(
-        total_updates=rounds * per_round,
-        concurrency=fed.concurrency or per_round,
-        max_staleness=fed.max_staleness,
-        staleness_fn=staleness_function(fed),
-        updates_per_round=per_round,
-        **common,
-    )
-    if fed.mode == "fedasync":
-        return (yield from fedasync(world, mixing=fed.mixing, **async_common))
+        return (
+            yield from sync_rounds(world, rounds=rounds, settings=settings, rule=rule, **common)
+        )
     return (
-        yield from fedbuff(
-            world, buffer_size=fed.buffer_size, server_lr=fed.server_lr, **async_common
+        yield from run_async(
+            world,
+            rule=rule,
+            total_updates=rounds * per_round,
+            concurrency=fed.concurrency or per_round,
+            max_staleness=fed.max_staleness,
+            updates_per_round=per_round,
+            **common,
         )
     )

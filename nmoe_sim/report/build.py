@@ -6,8 +6,8 @@ place at the end, so a failure leaves no half-written report (an earlier one sta
 A report folder is owned by this command: it carries a marker file, and only a folder with that
 marker (or an empty one) is replaced; any other existing path is refused.
 
-Nothing here imports torch: the column names are repeated from telemetry/records.py rather than
-imported, so a report takes seconds, not the time to load torch.
+Nothing here imports torch: the run's columns and summary come from the torch-free schema
+(telemetry/schema.py, telemetry/summary.py), so a report takes seconds, not the time to load torch.
 """
 
 from __future__ import annotations
@@ -26,33 +26,12 @@ import pandas as pd
 from nmoe_sim.report import figures as F
 from nmoe_sim.report import html as H
 from nmoe_sim.report.timeline import chrome_trace
+from nmoe_sim.telemetry.schema import RUN_TABLES, columns
+from nmoe_sim.telemetry.summary import MethodSummary, RunSummary
 
 MARKER = ".nmoe-sim-report"
 EXPECTED = "expected a run directory (with summary.json) or a sweep directory (with sweep.csv)"
-INFERENCE_KEYS = (
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "accuracy",
-    "bytes_per_query",
-    "deadline_misses",
-)
-# The columns each figure reads (a subset of telemetry/records.py's column lists).
-METRICS_NEED = ("method", "sim_time_s", "accuracy")
-TRACE_NEED = ("method", "t_start_s", "t_end_s", "src", "dst", "kind", "stage", "size_bytes")
-TASKS_NEED = ("method", "node", "task", "t_start_s", "t_end_s")
-INFERENCE_NEED = ("method", "latency_ms")
-RUN_FILES = (
-    "summary.json",
-    "config.yaml",
-    "metrics.csv",
-    "trace.csv",
-    "tasks.csv",
-    "updates.csv",
-    "rounds.csv",
-    "partition.csv",
-    "inference.csv",
-)
+RUN_FILES = ("summary.json", "config.yaml", *RUN_TABLES, "partition.csv")
 
 
 class ReportError(Exception):
@@ -84,6 +63,11 @@ def check_target(target: Path) -> None:
     )
 
 
+def read_run_table(folder: Path, name: str) -> pd.DataFrame | None:
+    """One of the run's CSVs (schema.RUN_TABLES), refused unless it has the schema's columns."""
+    return read_csv(folder / name, columns(RUN_TABLES[name]))
+
+
 def read_csv(path: Path, need: Sequence[str], required: bool = False) -> pd.DataFrame | None:
     """A CSV of the run, or None when it is absent and optional; refused when it lacks columns."""
     if not path.is_file():
@@ -110,7 +94,7 @@ class RunData:
     """Everything a run report reads; optional files are None when absent."""
 
     path: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     metrics: pd.DataFrame | None
     trace: pd.DataFrame | None
     tasks: pd.DataFrame | None
@@ -118,33 +102,39 @@ class RunData:
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
-    def methods(self) -> dict[str, dict[str, Any]]:
-        return self.summary["methods"]
+    def methods(self) -> dict[str, MethodSummary]:
+        return self.summary.methods
+
+
+def read_summary(path: Path) -> RunSummary:
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return RunSummary.from_dict(raw)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ReportError(f"{path}: not a run summary of this version ({exc!r})") from None
 
 
 def load_run(path: Path) -> RunData:
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path / 'summary.json'}: not valid JSON ({exc})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict):
-        raise ReportError(f"{path / 'summary.json'}: no `methods` object; not a run summary")
+    summary = read_summary(path / "summary.json")
     heatmaps: dict[str, np.ndarray] = {}
-    by_slug = {method_slug(m): m for m in summary["methods"]}
+    by_slug = {method_slug(m): m for m in summary.methods}
     for csv in sorted((path / "heatmaps").glob("*.csv")):
         frame = read_csv(csv, ())
         assert frame is not None
         frame = frame.drop(columns=[c for c in frame.columns if c == "client"])
         heatmaps[by_slug.get(csv.stem, csv.stem)] = frame.to_numpy(float)
-    order = {m: i for i, m in enumerate(summary["methods"])}
+    order = {m: i for i, m in enumerate(summary.methods)}
     heatmaps = dict(sorted(heatmaps.items(), key=lambda kv: order.get(kv[0], len(order))))
     return RunData(
         path=path,
         summary=summary,
-        metrics=read_csv(path / "metrics.csv", METRICS_NEED),
-        trace=read_csv(path / "trace.csv", TRACE_NEED),
-        tasks=read_csv(path / "tasks.csv", TASKS_NEED),
-        inference=read_csv(path / "inference.csv", INFERENCE_NEED),
+        metrics=read_run_table(path, "metrics.csv"),
+        trace=read_run_table(path, "trace.csv"),
+        tasks=read_run_table(path, "tasks.csv"),
+        inference=read_run_table(path, "inference.csv"),
         heatmaps=heatmaps,
     )
 
@@ -199,60 +189,55 @@ def _num(x: Any, scale: float = 1.0, digits: int = 2) -> str:
     return "" if x is None or pd.isna(x) else f"{scale * float(x):.{digits}f}"
 
 
-def methods_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def methods_table(methods: dict[str, MethodSummary]) -> pd.DataFrame:
     rows = []
     for name, m in methods.items():
-        updates = m.get("updates") or {}
-        dropped = updates.get("dropped") or {}
+        dropped = m.updates.dropped
         rows.append(
             {
                 "method": name,
-                "accuracy global (%)": _pct(m.get("accuracy_global")),
-                "accuracy local (%)": _pct(m.get("accuracy_local")),
-                "bytes (MB)": _num(m.get("bytes_total"), 1e-6),
-                "sim time (s)": _num(m.get("sim_time_s"), 1.0, 3),
-                "wall time (s)": _num(m.get("wall_time_s"), 1.0, 1),
-                "updates applied": str(updates.get("applied", "")),
+                "accuracy global (%)": _pct(m.accuracy_global),
+                "accuracy local (%)": _pct(m.accuracy_local),
+                "bytes (MB)": _num(m.bytes_total, 1e-6),
+                "sim time (s)": _num(m.sim_time_s, 1.0, 3),
+                "wall time (s)": _num(m.wall_time_s, 1.0, 1),
+                "updates applied": str(m.updates.applied),
                 "updates dropped": ", ".join(f"{k}: {v}" for k, v in dropped.items()) or "",
             }
         )
     return pd.DataFrame(rows)
 
 
-def stages_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def stages_table(methods: dict[str, MethodSummary]) -> pd.DataFrame:
     """Method x stage: MB and simulated seconds (summary.json's per-stage figures)."""
     stages: list[str] = []
     for m in methods.values():
-        stages.extend(s for s in (m.get("stages") or {}) if s not in stages)
+        stages.extend(s for s in m.stages if s not in stages)
     rows = []
     for name, m in methods.items():
         row = {"method": name}
         for stage in stages:
-            s = (m.get("stages") or {}).get(stage)
-            row[stage] = (
-                f"{_num(s.get('bytes'), 1e-6)} MB / {_num(s.get('sim_time_s'), 1.0, 3)} s"
-                if s
-                else ""
-            )
+            s = m.stages.get(stage)
+            row[stage] = f"{_num(s.bytes, 1e-6)} MB / {_num(s.sim_time_s, 1.0, 3)} s" if s else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def inference_table(methods: dict[str, dict[str, Any]]) -> pd.DataFrame | None:
+def inference_table(methods: dict[str, MethodSummary]) -> pd.DataFrame | None:
     rows = []
     for name, m in methods.items():
-        inf = m.get("inference")
-        if not isinstance(inf, dict):
+        inf = m.inference
+        if inf is None:
             continue
         rows.append(
             {
                 "method": name,
-                "p50 (ms)": _num(inf.get("latency_p50_ms")),
-                "p95 (ms)": _num(inf.get("latency_p95_ms")),
-                "p99 (ms)": _num(inf.get("latency_p99_ms")),
-                "accuracy (%)": _pct(inf.get("accuracy")),
-                "bytes per query (KB)": _num(inf.get("bytes_per_query"), 1e-3),
-                "deadline misses": str(inf.get("deadline_misses", "")),
+                "p50 (ms)": _num(inf.latency_p50_ms),
+                "p95 (ms)": _num(inf.latency_p95_ms),
+                "p99 (ms)": _num(inf.latency_p99_ms),
+                "accuracy (%)": _pct(inf.accuracy),
+                "bytes per query (KB)": _num(inf.bytes_per_query, 1e-3),
+                "deadline misses": str(inf.deadline_misses),
             }
         )
     return pd.DataFrame(rows) if rows else None
@@ -273,10 +258,10 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
     colours = F.method_colours(names)
 
     s = data.summary
-    title = f"nmoe-sim run report: {s.get('scenario', data.path.name)} (seed {s.get('seed', '?')})"
+    title = f"nmoe-sim run report: {s.scenario} (seed {s.seed})"
     blocks = [_run_intro(s, back, data.path)]
     blocks += [H.heading("Methods"), H.table(methods_table(methods))]
-    if any(m.get("stages") for m in methods.values()):
+    if any(m.stages for m in methods.values()):
         blocks += [
             H.heading("Per stage", 3),
             H.paragraph(
@@ -312,7 +297,7 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
 
     blocks += [H.heading("Inference"), *_inference_blocks(data, colours, folder)]
 
-    about = {"scenario": s.get("scenario"), "seed": s.get("seed"), "run": str(data.path.resolve())}
+    about = {"scenario": s.scenario, "seed": s.seed, "run": str(data.path.resolve())}
     timeline = chrome_trace(tasks, trace, about)
     (folder / "timeline.json").write_text(
         json.dumps(timeline, ensure_ascii=False, allow_nan=False), encoding="utf-8"
@@ -335,17 +320,13 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
     return H.page(title, blocks)
 
 
-def _run_intro(s: dict[str, Any], back: str, path: Path) -> str:
-    dataset = s.get("dataset") or {}
-    partition = s.get("partition") or {}
+def _run_intro(s: RunSummary, back: str, path: Path) -> str:
     parts = [
-        f"dataset {dataset.get('name', '?')} ({dataset.get('train', '?')} train / "
-        f"{dataset.get('test', '?')} test images)",
-        f"{s.get('clients', '?')} clients",
-        "partition " + ", ".join(f"{k}={v}" for k, v in partition.items()),
+        f"dataset {s.dataset.name} ({s.dataset.train} train / {s.dataset.test} test images)",
+        f"{s.clients} clients",
+        "partition " + ", ".join(f"{k}={v}" for k, v in s.partition.items()),
+        f"run wall time {float(s.wall_time_s):.1f} s",
     ]
-    if s.get("wall_time_s") is not None:
-        parts.append(f"run wall time {float(s['wall_time_s']):.1f} s")
     return (
         "<p>Run directory "
         + H.link(f"{back}/", path.resolve().name)
@@ -373,9 +354,9 @@ def _inference_blocks(data: RunData, colours: dict[str, Any], folder: Path) -> l
     else:
         blocks.append(H.note("No latency CDF: the run has no inference.csv."))
     loads = {
-        m: v["inference"].get("expert_utilisation") or []
-        for m, v in data.methods.items()
-        if isinstance(v.get("inference"), dict)
+        name: m.inference.expert_utilisation
+        for name, m in data.methods.items()
+        if m.inference is not None
     }
     fig = F.expert_load_figure(loads, colours, folder / "inference_expert_load.png")
     missing = "No expert load figure: the inference entries have no expert_utilisation."

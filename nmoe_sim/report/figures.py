@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from nmoe_sim.report.timeline import node_order
+from nmoe_sim.telemetry.summary import MethodSummary
 
 DPI = 120
 LINESTYLES = ("-", "--", ":", "-.")
@@ -71,7 +72,7 @@ def _legend_outside(ax: plt.Axes, **kwargs: Any) -> None:
 
 
 def accuracy_figure(
-    metrics: pd.DataFrame, methods: dict[str, dict[str, Any]], colours: dict[str, Any], path: Path
+    metrics: pd.DataFrame, methods: dict[str, MethodSummary], colours: dict[str, Any], path: Path
 ) -> Figure | None:
     """Accuracy at each evaluation against simulated time, one line per method.
 
@@ -97,11 +98,9 @@ def accuracy_figure(
         )
     drawn = set(rows["method"])
     for method, m in methods.items():
-        if m.get("accuracy_global") is None or m.get("sim_time_s") is None:
-            continue
         ax.scatter(
-            m["sim_time_s"],
-            100 * m["accuracy_global"],
+            m.sim_time_s,
+            100 * m.accuracy_global,
             marker="*",
             s=110,
             color=colours.get(method, "grey"),
@@ -136,7 +135,7 @@ def accuracy_figure(
 
 
 def bytes_figure(
-    trace: pd.DataFrame, methods: dict[str, dict[str, Any]], colours: dict[str, Any], path: Path
+    trace: pd.DataFrame, methods: dict[str, MethodSummary], colours: dict[str, Any], path: Path
 ) -> Figure | None:
     """Cumulative bytes against simulated time per method (lineage included), and per stage."""
     if trace.empty:

@@ -4,128 +4,32 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any
 
-from nmoe_sim.network.channel import TransferRecord
-
-TRACE_COLUMNS = (
-    "method",
-    "t_start_s",
-    "t_end_s",
-    "src",
-    "dst",
-    "kind",
-    "stage",
-    "round",
-    "size_bytes",
-    "path",
-    "staleness",
+from nmoe_sim.telemetry.schema import (
+    MetricRecord,
+    QueryRecord,
+    RoundRecord,
+    TaskRecord,
+    TransferRecord,
+    UpdateRecord,
+    row,
 )
-METRIC_COLUMNS = (
-    "method",
-    "stage",
-    "round",
-    "sim_time_s",
-    "wall_time_s",
-    "accuracy",
-    "loss",
-    "bytes_cum",
-)
-UPDATE_COLUMNS = (
-    "method",
-    "client",
-    "stage",
-    "round",
-    "t_dispatch_s",
-    "t_arrival_s",
-    "staleness",
-    "status",
-    "reason",
-)
-TASK_COLUMNS = (
-    "method",
-    "node",
-    "task",
-    "t_start_s",
-    "t_end_s",
-    "host_wall_s",
-    "status",
-)
-INFERENCE_COLUMNS = (
-    "method",
-    "query",
-    "client",
-    "sample",
-    "t_arrival_s",
-    "t_done_s",
-    "latency_ms",
-    "experts",
-    "answered",
-    "bytes",
-    "correct",
-    "own_only",
-    "deadline_missed",
-)
-ROUND_COLUMNS = (
-    "method",
-    "stage",
-    "round",
-    "t_start_s",
-    "t_end_s",
-    "selected",
-    "applied",
-    "closed_by",
-)
+from nmoe_sim.telemetry.summary import StageFigures, UpdateCounts
 
-
-@dataclass(frozen=True)
-class UpdateRecord:
-    """The fate of one dispatched client update: every dispatch ends in exactly one record.
-
-    `round` is the synchronous round, or for asynchronous drivers the server model version the
-    client started from. `staleness` counts server versions between dispatch and arrival (None
-    when nothing arrived). `reason` is empty when applied, else e.g. "late", "over_selected",
-    "stale" or "dropout".
-    """
-
-    client: int
-    stage: str
-    round: int
-    t_dispatch_s: float
-    t_arrival_s: float | None
-    staleness: int | None
-    status: Literal["applied", "dropped"]
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """How one synchronous round ended: `closed_by` is "all" (every selected client answered),
-    "quorum" (the first K uploads were in) or "deadline". `applied == 0` means the global model
-    was left unchanged that round."""
-
-    stage: str
-    round: int
-    t_start_s: float
-    t_end_s: float
-    selected: int
-    applied: int
-    closed_by: str
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    """One piece of compute on a simulated device: its simulated span beside the host seconds
-    it really took. `status` is "done" or why its result was lost ("dropout", "offline",
-    "host_lost"); `host_wall_s` is NaN when the host died before answering."""
-
-    node: str
-    task: str
-    t_start_s: float
-    t_end_s: float
-    host_wall_s: float
-    status: str
+# The record types are defined in schema.py; they are named here too because the drivers and
+# the world record through this module.
+__all__ = [
+    "MethodLog",
+    "MetricRecord",
+    "QueryRecord",
+    "Recorder",
+    "RoundRecord",
+    "TaskRecord",
+    "TransferRecord",
+    "UpdateRecord",
+]
 
 
 @dataclass
@@ -177,7 +81,7 @@ class MethodLog:
         self.sim_time_s = sim_time_s
         self.wall_time_s = self.wall_elapsed_s()
 
-    def update_counts(self) -> dict[str, object]:
+    def update_counts(self) -> UpdateCounts:
         """Client updates over the lineage: how many were applied, and dropped per reason."""
         dropped: dict[str, int] = defaultdict(int)
         applied = 0
@@ -187,30 +91,32 @@ class MethodLog:
                     applied += 1
                 else:
                     dropped[u.reason] += 1
-        return {"applied": applied, "dropped": dict(sorted(dropped.items()))}
+        return UpdateCounts(applied=applied, dropped=dict(sorted(dropped.items())))
 
-    def stages(self) -> dict[str, dict[str, float]]:
+    def stages(self) -> dict[str, StageFigures]:
         """Per-stage bytes and simulated time, over the whole lineage."""
-        out: dict[str, dict[str, float]] = {}
+        spans: dict[str, float] = {}
         sizes: dict[str, int] = defaultdict(int)
         for log in self.lineage():
             for r in log.transfers:
                 sizes[r.stage] += r.size_bytes
             for stage, (start, end) in log.stage_spans.items():
-                out[stage] = {"bytes": 0, "sim_time_s": end - start}
-        for stage, size in sizes.items():
-            out.setdefault(stage, {"bytes": 0, "sim_time_s": 0.0})["bytes"] = size
-        return out
+                spans[stage] = end - start
+        # Stages with a span first (in lineage order), then stages that only sent bytes.
+        order = [*spans, *(s for s in sizes if s not in spans)]
+        return {s: StageFigures(bytes=sizes.get(s, 0), sim_time_s=spans.get(s, 0.0)) for s in order}
 
 
 class Recorder:
+    """Every record of a run, by method; its `*_rows` are the run's CSVs in their row order."""
+
     def __init__(self) -> None:
         self.logs: dict[str, MethodLog] = {}
         # The serving stage of a method: its own log (same method name in the trace, stage
         # "inference"), so a method's training totals (bytes_total, stages) stay training only.
         self.serving_logs: dict[str, MethodLog] = {}
-        self.metrics: list[dict[str, object]] = []
-        self.inference: list[dict[str, object]] = []
+        self.metrics: list[tuple[str, MetricRecord]] = []  # in the order they were taken
+        self.queries: list[tuple[str, QueryRecord]] = []
 
     def method(self, name: str, parent: MethodLog | None = None) -> MethodLog:
         log = MethodLog(name, parent)
@@ -222,8 +128,8 @@ class Recorder:
         self.serving_logs[name] = log
         return log
 
-    def record_queries(self, method: str, rows: list[dict[str, object]]) -> None:
-        self.inference += [{"method": method, **row} for row in rows]
+    def record_queries(self, method: str, records: list[QueryRecord]) -> None:
+        self.queries += [(method, r) for r in records]
 
     def _all_logs(self) -> list[MethodLog]:
         return [*self.logs.values(), *self.serving_logs.values()]
@@ -237,53 +143,65 @@ class Recorder:
         accuracy: float | None,
         loss: float | None = None,
     ) -> None:
-        self.metrics.append(
-            {
-                "method": log.name,
-                "stage": stage,
-                "round": round,
-                "sim_time_s": sim_time_s,
-                "wall_time_s": log.wall_elapsed_s(),
-                "accuracy": accuracy,
-                "loss": loss,
-                "bytes_cum": log.bytes_total,
-            }
+        record = MetricRecord(
+            stage=stage,
+            round=round,
+            sim_time_s=sim_time_s,
+            wall_time_s=log.wall_elapsed_s(),
+            accuracy=accuracy,
+            loss=loss,
+            bytes_cum=log.bytes_total,
         )
+        self.metrics.append((log.name, record))
 
-    def trace_rows(self) -> list[dict[str, object]]:
-        rows = [
-            {"method": log.name, **asdict(r)} for log in self._all_logs() for r in log.transfers
-        ]
-        rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["t_end_s"]))
-        return rows
+    def metric_rows(self) -> list[dict[str, Any]]:
+        return [row(method, r) for method, r in self.metrics]
 
-    def update_rows(self) -> list[dict[str, object]]:
+    def trace_rows(self) -> list[dict[str, Any]]:
+        out = [row(log.name, r) for log in self._all_logs() for r in log.transfers]
+        out.sort(key=lambda r: (r["method"], r["t_start_s"], r["t_end_s"]))
+        return out
+
+    def update_rows(self) -> list[dict[str, Any]]:
         """One row per dispatched client update. Sorted by method, stage, dispatch time, client
         and round; the sort is stable, so any remaining ties keep the order they were recorded."""
-        rows = [
-            {"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.updates
-        ]
-        rows.sort(
-            key=lambda row: (
-                row["method"],
-                row["stage"],
-                row["t_dispatch_s"],
-                row["client"],
-                row["round"],
+        out = [row(log.name, r) for log in self.logs.values() for r in log.updates]
+        out.sort(
+            key=lambda r: (
+                r["method"],
+                r["stage"],
+                r["t_dispatch_s"],
+                r["client"],
+                r["round"],
             )
         )
-        return rows
+        return out
 
-    def task_rows(self) -> list[dict[str, object]]:
-        rows = [{"method": log.name, **asdict(r)} for log in self._all_logs() for r in log.tasks]
-        rows.sort(key=lambda row: (row["method"], row["t_start_s"], row["node"], row["t_end_s"]))
-        return rows
+    def task_rows(self) -> list[dict[str, Any]]:
+        out = [row(log.name, r) for log in self._all_logs() for r in log.tasks]
+        out.sort(key=lambda r: (r["method"], r["t_start_s"], r["node"], r["t_end_s"]))
+        return out
 
-    def inference_rows(self) -> list[dict[str, object]]:
+    def inference_rows(self) -> list[dict[str, Any]]:
         """One row per served query, by method then query id (arrival order)."""
-        return sorted(self.inference, key=lambda row: (row["method"], row["query"]))
+        out = [row(method, r) for method, r in self.queries]
+        return sorted(out, key=lambda r: (r["method"], r["query"]))
 
-    def round_rows(self) -> list[dict[str, object]]:
-        rows = [{"method": log.name, **asdict(r)} for log in self.logs.values() for r in log.rounds]
-        rows.sort(key=lambda row: (row["method"], row["stage"], row["t_start_s"], row["round"]))
-        return rows
+    def round_rows(self) -> list[dict[str, Any]]:
+        out = [row(log.name, r) for log in self.logs.values() for r in log.rounds]
+        out.sort(key=lambda r: (r["method"], r["stage"], r["t_start_s"], r["round"]))
+        return out
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The run's CSVs (schema.RUN_TABLES names) and their rows; inference.csv only where a
+        method served queries."""
+        out = {
+            "metrics.csv": self.metric_rows(),
+            "trace.csv": self.trace_rows(),
+            "updates.csv": self.update_rows(),
+            "rounds.csv": self.round_rows(),
+            "tasks.csv": self.task_rows(),
+        }
+        if self.queries:
+            out["inference.csv"] = self.inference_rows()
+        return out

@@ -18,31 +18,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from nmoe_sim.telemetry.output import check_output_dir
 from nmoe_sim.telemetry.plots import gating_heatmap
-from nmoe_sim.telemetry.records import (
-    INFERENCE_COLUMNS,
-    METRIC_COLUMNS,
-    ROUND_COLUMNS,
-    TASK_COLUMNS,
-    TRACE_COLUMNS,
-    UPDATE_COLUMNS,
-    Recorder,
-)
+from nmoe_sim.telemetry.records import Recorder
+from nmoe_sim.telemetry.schema import RUN_TABLES, columns
 
 VERSIONED = ("nmoe-sim", "torch", "torchvision", "simpy", "numpy", "networkx", "pydantic", "ray")
-
-
-class OutputError(Exception):
-    """The run directory cannot be used (e.g. it already holds results)."""
-
-
-def check_output_dir(path: Path) -> None:
-    """Refuse before any work starts to overwrite an earlier run."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise OutputError(
-            f"output directory {path} already exists and is not empty; "
-            "choose another with --out or remove it"
-        )
 
 
 def package_versions() -> dict[str, str]:
@@ -78,26 +59,12 @@ def write_run(
         resolved = {**config, "package_versions": package_versions()}
         (staging / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        pd.DataFrame(recorder.metrics, columns=list(METRIC_COLUMNS)).to_csv(
-            staging / "metrics.csv", index=False
-        )
-        trace = pd.DataFrame(recorder.trace_rows(), columns=list(TRACE_COLUMNS))
-        trace.to_csv(staging / "trace.csv", index=False)
-        trace.to_parquet(staging / "trace.parquet", index=False)
-        pd.DataFrame(recorder.update_rows(), columns=list(UPDATE_COLUMNS)).to_csv(
-            staging / "updates.csv", index=False
-        )
-        pd.DataFrame(recorder.round_rows(), columns=list(ROUND_COLUMNS)).to_csv(
-            staging / "rounds.csv", index=False
-        )
-        pd.DataFrame(recorder.task_rows(), columns=list(TASK_COLUMNS)).to_csv(
-            staging / "tasks.csv", index=False
-        )
+        for name, rows in recorder.tables().items():
+            table = pd.DataFrame(rows, columns=list(columns(RUN_TABLES[name])))
+            table.to_csv(staging / name, index=False)
+            if name == "trace.csv":
+                table.to_parquet(staging / "trace.parquet", index=False)
         partition.to_csv(staging / "partition.csv", index=False)
-        if recorder.inference:
-            pd.DataFrame(recorder.inference_rows(), columns=list(INFERENCE_COLUMNS)).to_csv(
-                staging / "inference.csv", index=False
-            )
         if heatmaps:
             folder = staging / "heatmaps"
             folder.mkdir()

@@ -1,0 +1,21 @@
+"""Where a run or sweep writes: refused up front if it would overwrite earlier results.
+
+Standard library only, so the CLI can name these errors without loading the writer's pandas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OutputError(Exception):
+    """The run directory cannot be used (e.g. it already holds results)."""
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse before any work starts to overwrite an earlier run."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputError(
+            f"output directory {path} already exists and is not empty; "
+            "choose another with --out or remove it"
+        )

@@ -1,0 +1,131 @@
+"""The records a run writes, one dataclass per CSV row, and the columns derived from them.
+
+Standard library only, so the CLI, the report and the sweep table can know the run's files
+without loading torch. Every CSV of a run is `method` followed by its record's fields, in field
+order: a column is added or renamed here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    """One message over the channel (trace.csv). `round` is the stage's round or model version;
+    in the serving stage (stage "inference") it is the id of the query the message serves."""
+
+    t_start_s: float
+    t_end_s: float
+    src: str
+    dst: str
+    kind: str
+    stage: str
+    round: int
+    size_bytes: int
+    path: str = ""
+    staleness: int | None = None
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """The fate of one dispatched client update (updates.csv): every dispatch ends in exactly one
+    record.
+
+    `round` is the synchronous round, or for asynchronous drivers the server model version the
+    client started from. `staleness` counts server versions between dispatch and arrival (None
+    when nothing arrived). `reason` is empty when applied, else e.g. "late", "over_selected",
+    "stale" or "dropout".
+    """
+
+    client: int
+    stage: str
+    round: int
+    t_dispatch_s: float
+    t_arrival_s: float | None
+    staleness: int | None
+    status: Literal["applied", "dropped"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """How one synchronous round ended (rounds.csv): `closed_by` is "all" (every selected client
+    answered), "quorum" (the first K uploads were in) or "deadline". `applied == 0` means the
+    global model was left unchanged that round."""
+
+    stage: str
+    round: int
+    t_start_s: float
+    t_end_s: float
+    selected: int
+    applied: int
+    closed_by: str
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One piece of compute on a simulated device (tasks.csv): its simulated span beside the host
+    seconds it really took. `status` is "done" or why its result was lost ("dropout", "offline",
+    "host_lost"); `host_wall_s` is NaN when the host died before answering."""
+
+    node: str
+    task: str
+    t_start_s: float
+    t_end_s: float
+    host_wall_s: float
+    status: str
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One evaluation (metrics.csv); `bytes_cum` is the method's bytes sent so far."""
+
+    stage: str
+    round: int
+    sim_time_s: float
+    wall_time_s: float
+    accuracy: float | None
+    loss: float | None
+    bytes_cum: int
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """One served query (inference.csv). `experts` were asked, `answered` made the mixture
+    (both `;`-joined, best first); `bytes` is what the query put on the network."""
+
+    query: int
+    client: int
+    sample: int
+    t_arrival_s: float
+    t_done_s: float
+    latency_ms: float
+    experts: str
+    answered: str
+    bytes: int
+    correct: bool
+    own_only: bool
+    deadline_missed: bool
+
+
+# Every CSV of a run with its row type: the writer writes these, the report reads them.
+RUN_TABLES: dict[str, type] = {
+    "metrics.csv": MetricRecord,
+    "trace.csv": TransferRecord,
+    "tasks.csv": TaskRecord,
+    "updates.csv": UpdateRecord,
+    "rounds.csv": RoundRecord,
+    "inference.csv": QueryRecord,  # only where a method served queries
+}
+
+
+def columns(record_type: type) -> tuple[str, ...]:
+    """A CSV's header: the method, then the record's fields in order."""
+    return ("method", *(f.name for f in fields(record_type)))
+
+
+def row(method: str, record: Any) -> dict[str, Any]:
+    """A record of one method as a CSV row, keyed by `columns(type(record))`."""
+    return {"method": method, **asdict(record)}
