@@ -159,19 +159,6 @@ def device_profile(scenario: Scenario, device_classes: list[str | None]) -> Devi
     )
 
 
-def progress_steps(scenario: Scenario) -> int:
-    """Progress units: one per round, epoch or pass, as the pipelines advance them."""
-    s, b = scenario.stages, scenario.baselines
-    steps = {"local": 1, "fedavg": b.fedavg.rounds, "centralized": 1}
-    total = sum(steps[m] for m in scenario.methods if m in steps)
-    nmoe = [parse_nmoe(m) for m in scenario.methods if m.startswith("nmoe/")]
-    total += (s.extractor.rounds + 1) * len({m.extractor for m in nmoe})
-    total += s.gate.rounds * sum(m.trains_gate for m in nmoe)
-    if scenario.inference.enabled:
-        total += len(nmoe)  # one step per served method
-    return total
-
-
 def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict[str, Any]:
     """Run every method of the scenario and write the run directory; returns the summary."""
     check_output_dir(out_dir)
@@ -199,7 +186,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
         )
         if console is not None:
             console.print(backend.describe(), highlight=False)
-        with RunProgress(progress_steps(scenario), console) as progress:
+        with RunProgress(console) as progress:
             ctx = RunContext(
                 scenario=scenario,
                 spec=spec,

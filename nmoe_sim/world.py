@@ -16,7 +16,6 @@ from nmoe_sim.network.channel import Channel, NetworkModel
 from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, TaskDropped, client_node
 from nmoe_sim.runtime.backend import Backend, CompletedTask, HostLost, TaskHandle
 from nmoe_sim.seeds import numpy_rng
-from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder, TaskRecord
 
 
@@ -28,7 +27,6 @@ class World:
     backend: Backend
     log: MethodLog
     recorder: Recorder
-    progress: RunProgress
 
     @classmethod
     def create(
@@ -40,7 +38,6 @@ class World:
         backend: Backend,
         log: MethodLog,
         recorder: Recorder,
-        progress: RunProgress,
         seed: int,
     ) -> World:
         env = simpy.Environment(initial_time=start_s)
@@ -51,7 +48,6 @@ class World:
             backend=backend,
             log=log,
             recorder=recorder,
-            progress=progress,
         )
 
     def client_work(

@@ -12,7 +12,6 @@ import simpy
 
 from nmoe_sim.network.devices import SERVER, DeviceProfile, TaskDropped, client_node
 from nmoe_sim.runtime.backend import HostLost
-from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.world import World
 
@@ -64,7 +63,6 @@ def _world(backend: LoggingBackend, speeds: dict[int, float]) -> World:
         backend=backend,
         log=recorder.method("m"),
         recorder=recorder,
-        progress=RunProgress(1),
         seed=0,
     )
     backend.env = world.env

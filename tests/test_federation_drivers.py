@@ -30,7 +30,6 @@ from nmoe_sim.federation.sync import SyncSettings, sync_rounds
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, DeviceProfile, client_node
 from nmoe_sim.runtime.backend import InProcessBackend
-from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder, UpdateRecord
 from nmoe_sim.world import World
 
@@ -48,16 +47,6 @@ class FixedDelay:
     ) -> Generator[Any, Any, tuple[str, ...]]:
         yield env.timeout(self.delay_s)
         return (src, dst)
-
-
-class CountingProgress(RunProgress):
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.advances = 0
-
-    def advance(self, steps: int = 1) -> None:
-        self.advances += steps
-        super().advance(steps)
 
 
 def local_step(state: int, weights: Weights, delta: float, samples: int) -> Update:
@@ -78,14 +67,12 @@ class Fake:
     seed: int = 0
     log: MethodLog = field(init=False)
     world: World = field(init=False)
-    progress: CountingProgress = field(init=False)
     plan_calls: list[tuple[int, float]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         ids = self.client_ids
         recorder = Recorder()
         self.log = recorder.method("fake")
-        self.progress = CountingProgress()
         speeds = {client_node(c): 1.0 for c in ids} | {SERVER: 1.0}
         backend = InProcessBackend(ids)
         backend.host(lambda cid: cid)  # type: ignore[arg-type, return-value]
@@ -96,7 +83,6 @@ class Fake:
             backend=backend,
             log=self.log,
             recorder=recorder,
-            progress=self.progress,
             seed=self.seed,
         )
 
@@ -209,7 +195,6 @@ def test_sync_default_round_lasts_as_long_as_the_slowest_client() -> None:
     assert rounds.calls == [(0, 2.25, [0, 1, 2], 7.0), (1, 4.5, [0, 1, 2], 14.0)]
     assert w_of(final, n=None) == 4.5
     assert fake.world.env.now == 15.0  # the final broadcast takes one more delay
-    assert fake.progress.advances == 2
     downs = [(0.0, 1.0, SERVER, f"c{c}", 0) for c in range(3)]
     downs += [(7.0, 8.0, SERVER, f"c{c}", 1) for c in range(3)]
     downs += [(14.0, 15.0, SERVER, f"c{c}", 2) for c in range(3)]
@@ -513,7 +498,6 @@ def test_async_pacing_matches_sync_rounds() -> None:
         _fedasync(fake, total, on_round=rounds, updates_per_round=per_round, concurrency=3)
         assert [len(c[2]) for c in rounds.calls] == expected
         assert [c[0] for c in rounds.calls] == list(range(len(expected)))
-        assert fake.progress.advances == len(expected)
 
 
 def test_async_arguments_are_checked() -> None:
@@ -668,6 +652,7 @@ def test_async_drivers_properties(compute: list[float], delay: float, data: st.D
             "staleness_fn": staleness_fn,
             "updates_per_round": n,
         }
+        fake.round_calls = common["on_round"]  # type: ignore[attr-defined]
         if mode == "fedasync":
             driver = fedasync(fake.world, stage="st", mixing=0.6, **common)
         else:
@@ -695,7 +680,7 @@ def test_async_drivers_properties(compute: list[float], delay: float, data: st.D
         assert version == len(applied)
     else:
         assert version == math.ceil(len(applied) / buffer_size)
-    assert fake.progress.advances == math.ceil(total / n)
+    assert len(fake.round_calls.calls) == math.ceil(total / n)  # type: ignore[attr-defined]
     # Same inputs, same seeds: the same records, trace and model.
     again, final_again = once()
     assert _snapshot(again, final_again) == _snapshot(fake, final)
@@ -733,10 +718,11 @@ def test_sync_rounds_properties(compute: list[float], delay: float, data: st.Dat
             client_ids=fake.client_ids,
             initial=initial(),
             plan=fake.plan,
-            on_round=Rounds(fake, n=None),
+            on_round=(calls := Rounds(fake, n=None)),
             settings=chosen,
             rng=np.random.default_rng(seed),
         )
+        fake.round_calls = calls  # type: ignore[attr-defined]
         return fake, fake.run(driver)
 
     fake, final = once()
@@ -760,7 +746,7 @@ def test_sync_rounds_properties(compute: list[float], delay: float, data: st.Dat
             assert r.t_end_s - r.t_start_s <= deadline
     starts = [r.t_start_s for r in fake.log.rounds]
     assert starts == sorted(starts)
-    assert fake.progress.advances == rounds
+    assert len(fake.round_calls.calls) == rounds  # type: ignore[attr-defined]
     again, final_again = once()
     assert _snapshot(again, final_again) == _snapshot(fake, final)
 

@@ -38,7 +38,6 @@ from nmoe_sim.network.transports import TcpTransport
 from nmoe_sim.report.build import build_report
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.sweep import sweep_rows
-from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import QueryRecord, columns
 from nmoe_sim.world import World
@@ -67,7 +66,6 @@ def make_world(
         backend=_NoBackend(),  # type: ignore[arg-type]
         log=log,
         recorder=recorder,
-        progress=RunProgress(1),
         seed=0,
     )
     return world, recorder

@@ -10,10 +10,10 @@ lands (or a client's task is reported lost: "dropout"): it measures the update's
 dispatched update has been applied or dropped (the rule is then flushed); the server then
 broadcasts the final model to every client.
 
-Pacing: `on_round(step, weights, applied updates)` and `world.progress.advance()` run once per
+Pacing: `on_round(step, weights, applied updates)` runs once per
 `updates_per_round` (default: the number of clients) resolved (applied or dropped) updates, and
 once more for a remainder, so `total_updates = rounds * K` with `updates_per_round = K` advances
-exactly `rounds` times, as `sync_rounds` does with K clients per round.
+calls it exactly `rounds` times, as `sync_rounds` does with K clients per round.
 
 `plan`'s third argument is the dispatch index (0, 1, ...): unique per task, so per-task seeds
 never repeat even when a client starts twice from the same version.
@@ -153,7 +153,6 @@ def run_async(
         if resolved % per_round == 0 or finished:
             on_round(step, rule.weights, applied.copy())
             applied.clear()
-            world.progress.advance()
             step += 1
         if dispatched < total_updates:
             dispatch()

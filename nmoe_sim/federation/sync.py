@@ -322,7 +322,6 @@ def sync_rounds(
             )
         )
         on_round(r, rule.weights, updates)
-        world.progress.advance()
     yield from final_broadcast(
         world, stage=stage, client_ids=clients, weights=rule.weights, round=rounds
     )

@@ -106,15 +106,11 @@ class GateStage:
     ) -> None:
         """Score the clients' gates as they stand after `round_` and record the metric row."""
         ctx = self.ctx
-        ctx.progress.describe(
-            f"{self.method}: gate round {round_}/{ctx.scenario.stages.gate.rounds}"
-        )
         routings = self.gate_routings(fallback, shared)
         scores = ctx.evaluator.score_each(
             [mixture_predictions(r, self.expert_probs) for r in routings]
         )
         self.world.metric("gate", round_, scores.accuracy_global, loss)
-        ctx.progress.advance()
 
     def exchange_expert_outputs(self) -> Generator:
         """Each client sends its train features to every remote expert once and caches the
@@ -167,7 +163,7 @@ class LearnedGate:
     client holds its gate; routings and serving scores come from those gates."""
 
     def train(self, stage: GateStage) -> Generator[Any, Any, None]:
-        stage.ctx.progress.describe(f"{stage.method}: exchanging expert outputs")
+        stage.ctx.progress.stage(stage.method, "exchanging expert outputs")
         yield from stage.exchange_expert_outputs()
         yield from self.learn(stage)
 

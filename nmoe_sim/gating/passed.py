@@ -25,12 +25,14 @@ class PassedGate(LearnedGate):
         steps = ctx.scenario.stages.gate.rounds * n_clients
         route = self.route(stage, steps)
         losses: list[float] = []
+        ctx.progress.stage(stage.method, "gate", ctx.scenario.stages.gate.rounds)
 
         def on_step(step: int, cid: int, update: Update) -> None:
             losses.append(update.loss)
             if (step + 1) % n_clients == 0:  # a round: as many visits as clients
                 loss = float(np.mean(losses[-n_clients:]))
                 stage.evaluate((step + 1) // n_clients, loss, update.weights)
+                ctx.progress.round((step + 1) // n_clients, world.env.now)
 
         last, weights = yield from pass_along(
             world, stage="gate", route=route, plan=stage.plan, on_step=on_step

@@ -22,7 +22,7 @@ def run_local(ctx: RunContext) -> MethodResult:
     cfg = ctx.scenario.baselines.local
     log = ctx.recorder.method("local")
     world = ctx.world(log)
-    ctx.progress.describe("local: training every client alone")
+    ctx.progress.stage("local", "training every client alone")
 
     def all_clients() -> Generator:
         procs = [
@@ -50,7 +50,6 @@ def run_local(ctx: RunContext) -> MethodResult:
     )
     log.mark_stage("local", 0.0, world.env.now)
     log.finish(world.env.now)
-    ctx.progress.advance()
     return MethodResult(scores, log)
 
 
@@ -67,7 +66,6 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
         return flops, fit_classifier, args
 
     def on_round(r: int, weights: dict, updates: list[Update]) -> None:
-        ctx.progress.describe(f"fedavg: round {r + 1}/{cfg.rounds}")
         acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights)).accuracy_global
         world.metric("fedavg", r + 1, acc, mean_loss(updates))
 
@@ -112,7 +110,7 @@ def run_centralized(ctx: RunContext) -> MethodResult:
             for i, cid in enumerate(ctx.client_ids)
         ]
         yield world.env.all_of(uploads)
-        ctx.progress.describe(f"centralized: {cfg.epochs} epochs on the server")
+        ctx.progress.stage("centralized", f"{cfg.epochs} epochs on the server")
         update: Update = yield from world.server_work(
             _train_flops(ctx, server.num_train, cfg.epochs),
             fit_classifier,
@@ -127,7 +125,6 @@ def run_centralized(ctx: RunContext) -> MethodResult:
     update: Update = world.run(pipeline())
     scores = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, update.weights))
     world.metric("centralized", cfg.epochs, scores.accuracy_global, update.loss)
-    ctx.progress.advance()
     log.mark_stage("centralized", 0.0, world.env.now)
     log.finish(world.env.now)
     return MethodResult(scores, log)

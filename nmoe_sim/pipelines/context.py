@@ -63,7 +63,6 @@ class RunContext:
             backend=self.backend,
             log=log,
             recorder=self.recorder,
-            progress=self.progress,
             seed=self.scenario.seed,
         )
 

@@ -14,6 +14,7 @@ from nmoe_sim.federation.rules import Buffered, Mixing, ServerRule, WeightedMean
 from nmoe_sim.federation.server_optimizers import ServerOptimizer
 from nmoe_sim.federation.staleness import StalenessFn, by_name
 from nmoe_sim.federation.sync import LocalPlan, RoundCallback, SyncSettings, identity, sync_rounds
+from nmoe_sim.learning.client import Update
 from nmoe_sim.pipelines.context import RunContext
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.world import World
@@ -64,8 +65,14 @@ def federate(
     per_round = fed.clients_per_round or len(ctx.client_ids)
     rng = numpy_rng(ctx.scenario.seed, "federation", world.log.name, stage)
     rule = server_rule(fed, initial)
+    ctx.progress.stage(world.log.name, stage, rounds)
+
+    def round_done(r: int, weights: Weights, updates: list[Update]) -> None:
+        on_round(r, weights, updates)
+        ctx.progress.round(r + 1, world.env.now)
+
     common = dict(
-        stage=stage, client_ids=ctx.client_ids, plan=plan, on_round=on_round, share=share, rng=rng
+        stage=stage, client_ids=ctx.client_ids, plan=plan, on_round=round_done, share=share, rng=rng
     )
     if fed.mode == "sync":
         settings = SyncSettings(fed.clients_per_round, fed.over_selection, fed.deadline_s)

@@ -76,7 +76,6 @@ class NmoePipeline:
             return flops, fn, args
 
         def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
-            ctx.progress.describe(f"{self.name}: extractor round {r + 1}/{cfg.rounds}")
             loss = mean_loss(updates)
             acc = self.objective.accuracy(ctx.evaluator, spec, weights)
             world.metric("extractor", r + 1, acc, loss)
@@ -120,7 +119,7 @@ class NmoePipeline:
             )
             self.log.mark_stage("extractor", 0.0, world.env.now)
             start2 = world.env.now
-            ctx.progress.describe(f"{self.name}: personalized experts")
+            ctx.progress.stage(self.name, "personalized experts")
             extractor_weights = _extractor_part(final)
             procs = [world.env.process(client_stage2(c, extractor_weights)) for c in ctx.client_ids]
             yield world.env.all_of(procs)
@@ -130,7 +129,6 @@ class NmoePipeline:
 
         extractor_weights = world.run(pipeline())
         self.log.finish(world.env.now)
-        ctx.progress.advance()
         # Evaluation inputs, computed once for every gating branch.
         self.features = ctx.evaluator.features(spec, extractor_weights)
         experts = [
@@ -208,7 +206,7 @@ class NmoePipeline:
             per_client=cfg.queries_per_client,
             start_s=start,
         )
-        ctx.progress.describe(f"{method.name}: serving {len(queries)} queries")
+        ctx.progress.stage(method.name, f"serving {len(queries)} queries")
         log = ctx.recorder.serving(method.name)
         world = ctx.world(log, start_s=start)
         estimator = None
@@ -240,5 +238,4 @@ class NmoePipeline:
         log.finish(run.t_end_s)
         figures, rows = summarise(run, self.expert_probs, ev.test_y)
         ctx.recorder.record_queries(method.name, rows)
-        ctx.progress.advance()
         return figures
