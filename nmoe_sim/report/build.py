@@ -26,6 +26,7 @@ import pandas as pd
 from nmoe_sim.report import figures as F
 from nmoe_sim.report import html as H
 from nmoe_sim.report.timeline import chrome_trace
+from nmoe_sim.telemetry.output import method_slug
 from nmoe_sim.telemetry.schema import RUN_TABLES, columns
 from nmoe_sim.telemetry.summary import MethodSummary, RunSummary
 
@@ -82,11 +83,6 @@ def read_csv(path: Path, need: Sequence[str], required: bool = False) -> pd.Data
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
     return frame
-
-
-def method_slug(method: str) -> str:
-    """The file name of a method's heat map (as telemetry/writer.py names it)."""
-    return method.replace("/", "_")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Where a run or sweep writes: refused up front if it would overwrite earlier results.
+"""Where a run or sweep writes (refused up front if it would overwrite earlier results) and
+how its per-method files are named.
 
 Standard library only, so the CLI can name these errors without loading the writer's pandas.
 """
@@ -19,3 +20,8 @@ def check_output_dir(path: Path) -> None:
             f"output directory {path} already exists and is not empty; "
             "choose another with --out or remove it"
         )
+
+
+def method_slug(method: str) -> str:
+    """A method's name as a file name (its gating heat map: heatmaps/<slug>.csv)."""
+    return method.replace("/", "_")

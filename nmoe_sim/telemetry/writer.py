@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from nmoe_sim.telemetry.output import check_output_dir
+from nmoe_sim.telemetry.output import check_output_dir, method_slug
 from nmoe_sim.telemetry.plots import gating_heatmap
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import RUN_TABLES, columns
@@ -36,15 +36,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def method_slug(method: str) -> str:
-    return method.replace("/", "_")
-
-
 def write_run(
     out_dir: Path,
     *,
     config: dict[str, Any],
-    summary: dict[str, Any],
+    summary: dict[str, Any],  # summary.json's object: a RunSummary's to_dict()
     recorder: Recorder,
     partition: pd.DataFrame,
     heatmaps: dict[str, np.ndarray],
