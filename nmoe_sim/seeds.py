@@ -8,9 +8,12 @@ machine, process or backend.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(seed: int, *names: object) -> int:
@@ -23,4 +26,6 @@ def numpy_rng(seed: int, *names: object) -> np.random.Generator:
 
 
 def torch_generator(seed: int, *names: object) -> torch.Generator:
+    import torch  # here, not at the top: `nmoe-sim validate` uses numpy_rng and stays torch-free
+
     return torch.Generator().manual_seed(derive_seed(seed, *names))

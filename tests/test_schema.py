@@ -168,11 +168,6 @@ def test_importing_the_cli_loads_no_torch_matplotlib_or_pandas() -> None:
     assert _loaded_after("import nmoe_sim.cli") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nmoe_sim/seeds.py imports torch at module level (for torch_generator); validate "
-    "builds the network, whose topology rng comes from seeds.numpy_rng",
-)
 def test_validate_loads_no_torch_matplotlib_or_pandas() -> None:
     code = (
         "from typer.testing import CliRunner\n"
