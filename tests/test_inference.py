@@ -17,13 +17,13 @@ import torch
 
 from nmoe_sim.config import ScenarioError, load_scenario
 from nmoe_sim.engine import build_population, run_scenario
+from nmoe_sim.gating.own_expert import OwnExpert
 from nmoe_sim.inference import (
     DelayEstimator,
     Query,
     Router,
     ServingModel,
     ServingSettings,
-    fixed_scores,
     nominal_round_trips,
     poisson_queries,
     serve,
@@ -187,7 +187,8 @@ def test_single_query_on_an_idle_star_takes_the_analytic_time() -> None:
 def test_top1_own_expert_moves_zero_bytes() -> None:
     clients = 3
     world, recorder = make_world(star_network(clients, 10.0, 5.0), dict.fromkeys(range(3), 1e6))
-    model = make_model(fixed_scores("own_expert", clients, SAMPLES), fe_flops=100.0)
+    scores = [np.tile(OwnExpert().weights(c, clients), (SAMPLES, 1)) for c in range(clients)]
+    model = make_model(scores, fe_flops=100.0)
     queries = queries_for(list(range(clients)), 20.0, 200)
     run = serve(world, queries, model, ServingSettings(top_k=1))
     summary, rows = summarise(run, model.expert_probs, torch.zeros(SAMPLES, dtype=torch.long))

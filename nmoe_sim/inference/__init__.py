@@ -3,7 +3,7 @@
 from nmoe_sim.inference.figures import summarise
 from nmoe_sim.inference.routing import DelayEstimator, Router, nominal_round_trips
 from nmoe_sim.inference.serving import QueryOutcome, ServingRun, ServingSettings, serve
-from nmoe_sim.inference.workload import Query, ServingModel, fixed_scores, poisson_queries
+from nmoe_sim.inference.workload import Query, ServingModel, poisson_queries
 
 __all__ = [
     "DelayEstimator",
@@ -13,7 +13,6 @@ __all__ = [
     "ServingModel",
     "ServingRun",
     "ServingSettings",
-    "fixed_scores",
     "nominal_round_trips",
     "poisson_queries",
     "serve",

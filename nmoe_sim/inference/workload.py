@@ -66,18 +66,3 @@ def poisson_queries(
         drawn += [(float(t), client, int(s)) for t, s in zip(times, samples, strict=True)]
     drawn.sort(key=lambda row: (row[0], row[1]))
     return [Query(i, c, s, t) for i, (t, c, s) in enumerate(drawn)]
-
-
-def fixed_scores(routing: str, num_clients: int, num_samples: int) -> list[np.ndarray]:
-    """Scores giving the routing references' fixed routings under top-k: `own_expert` (k = 1:
-    only the client's own expert scores) and `uniform` (k = all: equal scores, equal weights)."""
-    if routing == "uniform":
-        return [np.zeros((num_samples, num_clients)) for _ in range(num_clients)]
-    if routing == "own_expert":
-        out = []
-        for c in range(num_clients):
-            s = np.zeros((num_samples, num_clients))
-            s[:, c] = 1.0
-            out.append(s)
-        return out
-    raise ValueError(f"no fixed routing named {routing!r}")
