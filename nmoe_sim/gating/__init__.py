@@ -14,6 +14,7 @@ GATING_SCHEMES = Registry(
         "fedgate": "nmoe_sim.gating.fedgate:FedGate",
         "rollgate": "nmoe_sim.gating.rollgate:RollGate",
         "rangate": "nmoe_sim.gating.rangate:RanGate",
+        "localgate": "nmoe_sim.gating.localgate:LocalGate",
     },
 )
 ROUTING_REFERENCES = Registry(
