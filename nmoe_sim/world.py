@@ -57,7 +57,7 @@ class World:
         fn: Callable[..., Any],
         *args: Any,
         may_drop: bool = False,
-    ) -> Generator:
+    ) -> Generator[Any, Any, Any]:
         """Run `fn(state, *args)` on a client's device for the modelled time; returns its result.
         With `may_drop` (federated tasks) the task can be lost: `TaskDropped` is raised."""
         node = client_node(client_id)
@@ -77,7 +77,9 @@ class World:
         self._record_task(task, fn, "done")
         return result
 
-    def server_work(self, flops: float, fn: Callable[..., Any], *args: Any) -> Generator:
+    def server_work(
+        self, flops: float, fn: Callable[..., Any], *args: Any
+    ) -> Generator[Any, Any, Any]:
         task = _TaskRun(SERVER)
 
         def dispatch() -> _TaskRun:
@@ -100,7 +102,7 @@ class World:
             )
         )
 
-    def run(self, process: Generator) -> Any:
+    def run(self, process: Generator[Any, Any, Any]) -> Any:
         """Run one driver process to completion on this world's clock; returns its value."""
         proc = self.env.process(process)
         self.env.run(until=proc)

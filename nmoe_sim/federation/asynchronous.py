@@ -59,7 +59,7 @@ def run_async(
     max_staleness: int | None = None,
     updates_per_round: int | None = None,
     share: Callable[[Weights], Weights] = identity,
-) -> Generator:
+) -> Generator[Any, Any, Weights]:
     """The asynchronous driver (see the module docstring) with `rule` folding updates in;
     returns the final weights, after the final broadcast."""
     clients = list(client_ids)
@@ -112,7 +112,9 @@ def run_async(
         env.process(flight(dispatched, cid, rule.version, rule.weights, env.now))
         dispatched += 1
 
-    def flight(seq: int, cid: int, version: int, weights: Weights, t_dispatch: float) -> Generator:
+    def flight(
+        seq: int, cid: int, version: int, weights: Weights, t_dispatch: float
+    ) -> Generator[Any, Any, None]:
         node = client_node(cid)
         received = yield world.channel.send(
             SERVER, node, weights, kind="model_down", stage=stage, round=version
@@ -177,7 +179,7 @@ def fedasync(
     staleness_fn: StalenessFn | None = None,
     optimizer: ServerOptimizer | None = None,
     **driver: Any,
-) -> Generator:
+) -> Generator[Any, Any, Weights]:
     """FedAsync (Xie et al. 2019): `run_async` with the `Mixing` rule, each landing update mixed
     in at once, w <- (1 - a_s) w + a_s w_client with a_s = mixing * staleness_fn(s)."""
     return run_async(world, rule=Mixing(initial, mixing, staleness_fn, optimizer), **driver)
@@ -191,7 +193,7 @@ def fedbuff(
     staleness_fn: StalenessFn | None = None,
     optimizer: ServerOptimizer | None = None,
     **driver: Any,
-) -> Generator:
+) -> Generator[Any, Any, Weights]:
     """FedBuff (Nguyen et al. 2022): `run_async` with the `Buffered` rule, one server step per
     `buffer_size` kept deltas (the optimizer's lr scales it)."""
     return run_async(world, rule=Buffered(initial, buffer_size, staleness_fn, optimizer), **driver)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -38,10 +39,10 @@ def pass_along(
     route: Sequence[int],
     plan: LocalPlan,
     on_step: Callable[[int, int, Update], None],
-) -> Generator:
+) -> Generator[Any, Any, tuple[int | None, Weights | None]]:
     """Hand a model along `route`: each holder runs `plan`'s task on it (the first holder gets
     None and starts a fresh model), then sends the result to the next.
-    Returns (last holder, final weights)."""
+    Returns (last holder, final weights); both None only for an empty route."""
     weights: Weights | None = None
     previous: int | None = None
     for step, cid in enumerate(route):

@@ -110,7 +110,7 @@ class SyncSettings:
 
 def final_broadcast(
     world: World, *, stage: str, client_ids: Sequence[int], weights: Weights, round: int
-) -> Generator:
+) -> Generator[Any, Any, None]:
     """The server sends the final weights to every client; done when all have them."""
     sends = [
         world.channel.send(
@@ -248,7 +248,7 @@ def sync_rounds(
     share: Callable[[Weights], Weights] = identity,
     settings: SyncSettings | None = None,
     rng: np.random.Generator | None = None,
-) -> Generator:
+) -> Generator[Any, Any, Weights]:
     """Every round the selected clients download the global weights, run `plan`'s task and
     upload `share(update)`; when the round closes the server applies the uploads it kept to
     `rule`, in selection order, and flushes it. Give `rule` or `initial`: the default rule is
@@ -279,7 +279,7 @@ def sync_rounds(
     server = _Server()
     rounds_seen: list[_Round] = []
 
-    def one_client(cid: int, rnd: _Round, weights: Weights) -> Generator:
+    def one_client(cid: int, rnd: _Round, weights: Weights) -> Generator[Any, Any, None]:
         node = client_node(cid)
         received = yield world.channel.send(
             SERVER, node, weights, kind="model_down", stage=stage, round=rnd.r

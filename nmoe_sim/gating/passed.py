@@ -37,6 +37,8 @@ class PassedGate(LearnedGate):
         last, weights = yield from pass_along(
             world, stage="gate", route=route, plan=stage.plan, on_step=on_step
         )
+        # The route is never empty: gate rounds >= 1 and every scheme visits >= 1 client a round.
+        assert last is not None and weights is not None
         # Each visited client keeps the gate as it left it; clients the route never reached
         # get the final gate from its last holder.
         unvisited = [c for c in ctx.client_ids if c not in set(route)]

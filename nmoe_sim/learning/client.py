@@ -64,8 +64,9 @@ def _init_or_load(model: nn.Module, weights: Weights | None, seed: int) -> nn.Mo
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for m in model.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+                reset = getattr(m, "reset_parameters", None)
+                if reset is not None:
+                    reset()
     else:
         model.load_state_dict(weights)
     return model

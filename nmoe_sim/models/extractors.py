@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 
-class SmallCNN(nn.Module):
+class Extractor(nn.Module):
+    """A shared feature extractor: maps inputs to `out_dim` features."""
+
+    out_dim: int
+
+
+class SmallCNN(Extractor):
     """Two conv blocks and a linear layer: about 2.5 MFLOPs per 28x28 image."""
 
     def __init__(self, in_channels: int, image_size: int, feature_dim: int) -> None:
@@ -47,7 +53,7 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(Extractor):
     """ResNet-18 for 32x32 inputs: 3x3 stem without max-pool, as is usual for CIFAR-10."""
 
     def __init__(self, in_channels: int, feature_dim: int) -> None:
@@ -71,7 +77,7 @@ class ResNet18(nn.Module):
         return self.proj(self.body(x))
 
 
-def build_extractor(name: str, input_shape: tuple[int, int, int], feature_dim: int) -> nn.Module:
+def build_extractor(name: str, input_shape: tuple[int, int, int], feature_dim: int) -> Extractor:
     channels, height, width = input_shape
     if name == "small_cnn":
         if height != width or height % 4:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nmoe_sim.models.extractors import Extractor
+
 
 class Classifier(nn.Module):
     """Feature extractor + linear head: FedCE's temporary head and the baselines' model."""
 
-    def __init__(self, extractor: nn.Module, num_classes: int) -> None:
+    def __init__(self, extractor: Extractor, num_classes: int) -> None:
         super().__init__()
         self.extractor = extractor
         self.head = nn.Linear(extractor.out_dim, num_classes)
@@ -21,7 +23,7 @@ class Classifier(nn.Module):
 class ContrastiveModel(nn.Module):
     """Feature extractor + SimCLR projection head (FedSC); only the extractor is kept after."""
 
-    def __init__(self, extractor: nn.Module, projection_dim: int) -> None:
+    def __init__(self, extractor: Extractor, projection_dim: int) -> None:
         super().__init__()
         self.extractor = extractor
         d = extractor.out_dim

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nmoe_sim.models.extractors import build_extractor
+from nmoe_sim.models.extractors import Extractor, build_extractor
 from nmoe_sim.models.gate import Gate
 from nmoe_sim.models.heads import Classifier, ContrastiveModel, Expert
 
@@ -28,7 +27,7 @@ class ModelSpec:
     gate_hidden: int
     projection_dim: int
 
-    def build_extractor(self) -> nn.Module:
+    def build_extractor(self) -> Extractor:
         return build_extractor(self.extractor, self.input_shape, self.feature_dim)
 
     def build_classifier(self) -> Classifier:

@@ -106,7 +106,7 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
     nodes = list(topology.clients[:num_clients])
     names = {SERVER: topology.cloud, **{client_node(c): nodes[c] for c in clients}}
     rank = {node: c for c, node in enumerate(nodes)}
-    neighbours = nx.Graph()
+    neighbours: nx.Graph[int] = nx.Graph()
     neighbours.add_nodes_from(clients)
     neighbours.add_edges_from(
         (c, rank[n]) for c in clients for n in topology.neighbours(nodes[c]) if n in rank

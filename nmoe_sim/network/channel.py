@@ -66,7 +66,7 @@ class Channel:
         stage: str,
         round: int,
         staleness: Callable[[], int] | None,
-    ) -> Generator:
+    ) -> Generator[Any, Any, Any]:
         size = payload_bytes(payload)
         start = self.env.now
         path = yield from self.network.carry(self.env, src, dst, size)

@@ -98,7 +98,7 @@ class Devices:
             resource = self._busy[node] = simpy.Resource(self.env, capacity=1)
         return resource
 
-    def occupy(self, node: str, seconds: float) -> Generator:
+    def occupy(self, node: str, seconds: float) -> Generator[Any, Any, float]:
         """Hold `node` for `seconds` once it is free (FIFO behind earlier work); returns the
         time the work started. For work whose result is already known (the serving stage's
         measured outputs): only its time on the device is simulated."""
@@ -110,7 +110,7 @@ class Devices:
 
     def work(
         self, node: str, flops: float, dispatch: Callable[[], Any], *, may_drop: bool = False
-    ) -> Generator:
+    ) -> Generator[Any, Any, Any]:
         """Occupy `node` for the modelled duration of `flops`.
 
         `dispatch()` starts the real computation when the device becomes free and returns a handle;

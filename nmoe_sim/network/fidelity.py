@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import simpy
 
@@ -170,7 +171,7 @@ def simulate(case: Case, transport: str) -> float:
     net = FlowNetwork(topology, transport=transport_for(case, transport))
     ends: list[float] = []
 
-    def flow() -> Generator:
+    def flow() -> Generator[Any, Any, None]:
         yield from net.carry(env, "sender", "receiver", case.size_bytes)
         ends.append(env.now)
 

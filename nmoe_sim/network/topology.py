@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import networkx as nx
 import numpy as np
@@ -201,7 +201,7 @@ class Topology:
         found = self._min_out.get(node)
         if found is None:
             found = self._min_out[node] = _latency_ns(
-                min(attrs["latency_ms"] for attrs in self.graph._succ[node].values())
+                min(attrs["latency_ms"] for attrs in _succ(self.graph)[node].values())
             )
         return found
 
@@ -212,7 +212,7 @@ class Topology:
         optimal paths have optimal sub-paths and the search is exact in both directions.
         """
         # networkx's adjacency dicts, read only: the public views cost a Python call per item.
-        adj = self.graph._pred if reverse else self.graph._succ
+        adj = _pred(self.graph) if reverse else _succ(self.graph)
         ns_of = self._ns_of
         best: dict[str, _Label] = {source: (0, 0, (source,))}
         heap: list[tuple[int, int, NodePath, str]] = [(0, 0, (source,), source)]
@@ -239,7 +239,7 @@ class Topology:
 
     def _pair_search(self, src: str, dst: str) -> NodePath:
         """Dijkstra from `src` that stops as soon as nothing left can beat the best `dst` path."""
-        adj = self.graph._succ
+        adj = _succ(self.graph)
         ns_of = self._ns_of
         direct = adj[src].get(dst)
         if direct is not None and ns_of(direct["latency_ms"]) <= self._min_out_ns(src):
@@ -318,7 +318,7 @@ class Topology:
             )
         # Generators repeat the same few float triples a million times: check each once.
         checked: set[tuple[float, float, float]] = set()
-        for u, nbrs in g._succ.items():
+        for u, nbrs in _succ(g).items():
             if u in nbrs:
                 raise TopologyError(f"link {u!r} -> {u!r} is a self-loop; remove it")
             for v, attrs in nbrs.items():
@@ -335,21 +335,34 @@ class Topology:
         _check_strongly_connected(g, clouds[0])
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeGuard[int | float | np.integer | np.floating]:
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
 
 
 def _check_link_numbers(where: str, bw: object, lat: object, loss: object) -> None:
-    if not _is_number(bw) or not math.isfinite(bw) or bw <= 0:  # type: ignore[arg-type]
+    if not _is_number(bw) or not math.isfinite(bw) or bw <= 0:
         raise TopologyError(
             f"{where}: bandwidth_mbps must be a positive number of megabits per second, got {bw!r}"
         )
-    if not _is_number(lat) or not math.isfinite(lat) or lat < 0:  # type: ignore[arg-type]
+    if not _is_number(lat) or not math.isfinite(lat) or lat < 0:
         raise TopologyError(
             f"{where}: latency_ms must be a number of milliseconds >= 0, got {lat!r}"
         )
-    if not _is_number(loss) or not 0 <= loss < 1:  # type: ignore[operator]
+    if not _is_number(loss) or not 0 <= loss < 1:
         raise TopologyError(f"{where}: loss_rate must be in [0, 1), got {loss!r}")
+
+
+# networkx's adjacency dicts, read only (node -> neighbour -> edge attributes): the public views
+# cost a Python call per item. They are private, so types-networkx does not declare them.
+_Adjacency = Mapping[str, Mapping[str, dict[str, Any]]]
+
+
+def _succ(g: nx.DiGraph[str]) -> _Adjacency:
+    return g._succ  # type: ignore[attr-defined]  # private networkx attribute, not in the stubs
+
+
+def _pred(g: nx.DiGraph[str]) -> _Adjacency:
+    return g._pred  # type: ignore[attr-defined]  # private networkx attribute, not in the stubs
 
 
 def _reach(adj: Mapping[str, Mapping[str, Any]], start: str) -> set[str]:
@@ -367,13 +380,13 @@ def _check_strongly_connected(g: nx.DiGraph, cloud: str) -> None:
     # Strongly connected iff every node is reachable from the cloud and reaches it.
     n = g.number_of_nodes()
     hint = "add a link (links in YAML are symmetric unless `directed: true`)"
-    forward = _reach(g._succ, cloud)
+    forward = _reach(_succ(g), cloud)
     if len(forward) < n:
         lost = next(x for x in g if x not in forward)
         raise TopologyError(
             f"topology is not connected: no path from {cloud!r} to {lost!r}; {hint}"
         )
-    backward = _reach(g._pred, cloud)
+    backward = _reach(_pred(g), cloud)
     if len(backward) < n:
         lost = next(x for x in g if x not in backward)
         raise TopologyError(
@@ -420,7 +433,7 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
         if not isinstance(spec.get(key), list) or not spec[key]:
             raise TopologyError(f"{origin}: `{key}:` must be a non-empty list")
 
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for i, node in enumerate(spec["nodes"]):
         where = f"{origin}: nodes[{i}]"
         if not isinstance(node, Mapping):
@@ -505,7 +518,7 @@ def star(
     """One cell: a hub (the cloud node, a server at the base station) linked both ways to each
     client `c0..c{n-1}`; every link loses `loss_rate` of its packets."""
     _need_count("num_clients", num_clients)
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=hub_class)
     attrs = _link_attrs(bandwidth_mbps, latency_ms, loss_rate)
     edges = []
@@ -541,7 +554,7 @@ def mec(
     """
     _need_count("num_cells", num_cells)
     _need_count("clients_per_cell", clients_per_cell)
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
     backhaul = _link_attrs(backhaul_mbps, backhaul_latency_ms)
     access = _link_attrs(access_mbps, access_latency_ms, loss_rate)
@@ -611,7 +624,7 @@ def random_geometric(
             )
         r = min(r * growth, math.sqrt(2.0))  # at sqrt(2) every pair links: always connected
 
-    g = nx.DiGraph(radius=r)
+    g: nx.DiGraph[str] = nx.DiGraph(radius=r)
     g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
     names = [f"c{i}" for i in range(num_clients)]
     for i, c in enumerate(names):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 
+from nmoe_sim.federation.aggregate import Weights
 from nmoe_sim.learning.client import ClientState, Update, fit_classifier, fresh_weights
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import SERVER, client_node
@@ -24,7 +26,7 @@ def run_local(ctx: RunContext) -> MethodResult:
     world = ctx.world(log)
     ctx.progress.stage("local", "training every client alone")
 
-    def all_clients() -> Generator:
+    def all_clients() -> Generator[Any, Any, list[Any]]:
         procs = [
             world.env.process(
                 world.client_work(
@@ -60,12 +62,14 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
     world = ctx.world(log)
     initial = fresh_weights(ctx.spec.build_classifier(), ctx.seed("fedavg", "init"))
 
-    def plan(cid: int, weights: dict, r: int) -> tuple:
+    def plan(
+        cid: int, weights: Weights | None, r: int
+    ) -> tuple[float, Callable[..., Update], tuple[Any, ...]]:
         flops = _train_flops(ctx, ctx.num_train[cid], cfg.local_epochs)
         args = (weights, cfg.optim, cfg.local_epochs, ctx.seed("fedavg", "round", r, "client", cid))
         return flops, fit_classifier, args
 
-    def on_round(r: int, weights: dict, updates: list[Update]) -> None:
+    def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
         acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights)).accuracy_global
         world.metric("fedavg", r + 1, acc, mean_loss(updates))
 
@@ -94,7 +98,7 @@ def run_centralized(ctx: RunContext) -> MethodResult:
     server = ClientState(-1, ctx.spec, ctx.train_x, ctx.train_y, ctx.device)
     client_slices = np.cumsum([0] + [ctx.num_train[c] for c in ctx.client_ids])
 
-    def pipeline() -> Generator:
+    def pipeline() -> Generator[Any, Any, Update]:
         uploads = [
             world.channel.send(
                 client_node(cid),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -20,6 +19,7 @@ from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.seeds import derive_seed
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import MethodLog, Recorder
+from nmoe_sim.telemetry.summary import InferenceSummary
 from nmoe_sim.world import World
 
 
@@ -33,7 +33,7 @@ class MethodResult:
     scores: Scores
     log: MethodLog
     routing_frequency: np.ndarray | None = None
-    inference: dict[str, Any] | None = None  # the serving stage's figures, where it ran
+    inference: InferenceSummary | None = None  # the serving stage's figures, where it ran
 
 
 @dataclass

@@ -5,6 +5,7 @@ server takes along each aggregate."""
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from typing import Any
 
 from nmoe_sim.config import FederationConfig
 from nmoe_sim.federation import server_optimizers
@@ -56,7 +57,7 @@ def federate(
     plan: LocalPlan,
     on_round: RoundCallback,
     share: Callable[[Weights], Weights] = identity,
-) -> Generator:
+) -> Generator[Any, Any, Weights]:
     """Train `rounds` rounds' worth of client updates (rounds x clients per round), then send the
     final weights to every client; returns them. Async modes call `on_round` every
     clients-per-round updates, so curves line up with synchronous runs. The server optimizer's
@@ -71,13 +72,21 @@ def federate(
         on_round(r, weights, updates)
         ctx.progress.round(r + 1, world.env.now)
 
-    common = dict(
-        stage=stage, client_ids=ctx.client_ids, plan=plan, on_round=round_done, share=share, rng=rng
-    )
     if fed.mode == "sync":
         settings = SyncSettings(fed.clients_per_round, fed.over_selection, fed.deadline_s)
         return (
-            yield from sync_rounds(world, rounds=rounds, settings=settings, rule=rule, **common)
+            yield from sync_rounds(
+                world,
+                rounds=rounds,
+                settings=settings,
+                rule=rule,
+                stage=stage,
+                client_ids=ctx.client_ids,
+                plan=plan,
+                on_round=round_done,
+                share=share,
+                rng=rng,
+            )
         )
     return (
         yield from run_async(
@@ -87,6 +96,11 @@ def federate(
             concurrency=fed.concurrency or per_round,
             max_staleness=fed.max_staleness,
             updates_per_round=per_round,
-            **common,
+            stage=stage,
+            client_ids=ctx.client_ids,
+            plan=plan,
+            on_round=round_done,
+            share=share,
+            rng=rng,
         )
     )

@@ -9,7 +9,7 @@ are plug-ins (`nmoe_sim/objectives/`, `nmoe_sim/gating/`); this module only sequ
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from nmoe_sim.pipelines.context import MethodResult, RunContext, mean_loss
 from nmoe_sim.pipelines.federate import federate
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.records import MethodLog
+from nmoe_sim.telemetry.summary import InferenceSummary
 from nmoe_sim.world import World
 
 EXTRACTOR_PREFIX = "extractor."
@@ -69,7 +70,9 @@ class NmoePipeline:
         per_sample = self.objective.train_flops_per_sample(spec)
         initial = tasks.fresh_weights(self.objective.model(spec), ctx.seed(self.name, "init"))
 
-        def plan(cid: int, weights: Weights, r: int) -> tuple:
+        def plan(
+            cid: int, weights: Weights | None, r: int
+        ) -> tuple[float, Callable[..., Update], tuple[Any, ...]]:
             seed = ctx.seed(self.name, "extractor", r, cid)
             flops = per_sample * ctx.num_train[cid] * cfg.local_epochs
             fn, args = self.objective.local_task(cfg, weights, seed)
@@ -89,7 +92,7 @@ class NmoePipeline:
             TRAIN_FLOPS_FACTOR * expert_cfg.epochs * expert_cfg.cross_fit_folds + 1
         )
 
-        def client_stage2(cid: int, extractor_weights: Weights) -> Generator:
+        def client_stage2(cid: int, extractor_weights: Weights) -> Generator[Any, Any, float]:
             n = ctx.num_train[cid]
             yield from world.client_work(
                 cid, embed_flops * n, tasks.embed, self.name, extractor_weights
@@ -107,7 +110,7 @@ class NmoePipeline:
                 )
             )
 
-        def pipeline() -> Generator:
+        def pipeline() -> Generator[Any, Any, Weights]:
             final = yield from federate(
                 ctx,
                 world,
@@ -138,11 +141,14 @@ class NmoePipeline:
 
     # -- stage 3 ---------------------------------------------------------------------------------
 
-    def _stage(self, method: NmoeMethod, log: MethodLog, world: World | None = None) -> GateStage:
+    def _trained(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(test features, expert probabilities): what `train_shared` leaves for stage 3."""
         assert self.features is not None and self.expert_probs is not None, "train_shared first"
-        return GateStage(
-            self.ctx, self.name, method.name, self.features, self.expert_probs, log, world
-        )
+        return self.features, self.expert_probs
+
+    def _stage(self, method: NmoeMethod, log: MethodLog, world: World | None = None) -> GateStage:
+        features, expert_probs = self._trained()
+        return GateStage(self.ctx, self.name, method.name, features, expert_probs, log, world)
 
     def gating(self, method: NmoeMethod) -> MethodResult:
         """Stage 3 of `method` from this pipeline's experts, in a world of its own that starts
@@ -156,7 +162,7 @@ class NmoePipeline:
         world = ctx.world(log, start_s=self.log.sim_time_s)
         stage = self._stage(method, log, world)
 
-        def stage3() -> Generator:
+        def stage3() -> Generator[Any, Any, None]:
             start = world.env.now
             yield from scheme.train(stage)
             log.mark_stage("gate", start, world.env.now)
@@ -167,7 +173,8 @@ class NmoePipeline:
 
     def _result(self, routings: Sequence[torch.Tensor], log: MethodLog) -> MethodResult:
         ev = self.ctx.evaluator
-        predictions = [mixture_predictions(r, self.expert_probs) for r in routings]
+        _, expert_probs = self._trained()
+        predictions = [mixture_predictions(r, expert_probs) for r in routings]
         freq = np.stack(
             [routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test, strict=True)]
         )
@@ -175,7 +182,7 @@ class NmoePipeline:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    def serve(self, method: NmoeMethod, result: MethodResult) -> dict[str, Any]:
+    def serve(self, method: NmoeMethod, result: MethodResult) -> InferenceSummary:
         """The serving stage of a trained method: Poisson queries at every client on a fresh world
         (fresh links and devices) whose clock starts where the method's training ended. Its
         transfers go to the method's serving log (trace stage "inference"); its per-query rows to
@@ -183,13 +190,14 @@ class NmoePipeline:
         ctx = self.ctx
         cfg = ctx.scenario.inference
         ev = ctx.evaluator
+        features, expert_probs = self._trained()
         n_clients = len(ctx.client_ids)
-        n_samples = self.features.shape[0]
+        n_samples = features.shape[0]
         scheme: GatingScheme = routing_scheme(method.routing)
         route = scheme.serving(self._stage(method, result.log))
         model = ServingModel(
-            features=self.features,
-            expert_probs=self.expert_probs,
+            features=features,
+            expert_probs=expert_probs,
             scores=route.scores,
             fe_flops=ctx.spec.forward_flops("extractor") + ctx.spec.forward_flops("gate"),
             expert_flops=ctx.spec.forward_flops("expert"),
@@ -218,8 +226,8 @@ class NmoePipeline:
                 nominal_round_trips(
                     ctx.make_network,
                     n_clients,
-                    payload_bytes(self.features[0]),
-                    payload_bytes(self.expert_probs[0, 0]),
+                    payload_bytes(features[0]),
+                    payload_bytes(expert_probs[0, 0]),
                     service_mean,
                 )
             )
@@ -236,6 +244,6 @@ class NmoePipeline:
         run = serve(world, queries, model, settings, estimator=estimator, service_rngs=rngs)
         log.mark_stage("inference", run.t_start_s, run.t_end_s)
         log.finish(run.t_end_s)
-        figures, rows = summarise(run, self.expert_probs, ev.test_y)
+        figures, rows = summarise(run, expert_probs, ev.test_y)
         ctx.recorder.record_queries(method.name, rows)
         return figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 import torch
 
@@ -70,7 +71,7 @@ class Buffered:
         if total <= 0:
             raise ValueError("FedBuff needs a positive total sample count in its buffer")
         mean: Deltas = {
-            key: sum(delta[key] * (weight / total) for delta, weight, _ in self.buffer)
+            key: _tensor_sum(delta[key] * (weight / total) for delta, weight, _ in self.buffer)
             for key, w in self.weights.items()
             if torch.is_floating_point(w)
         }
@@ -88,3 +89,10 @@ class Buffered:
         # The run is over: a partly filled buffer is applied rather than thrown away.
         if self.buffer:
             self._step()
+
+
+def _tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """`sum(terms)`, typed: the buffer is never empty when stepped, so the sum is a tensor."""
+    total = sum(terms)
+    assert isinstance(total, torch.Tensor)
+    return total
