@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
@@ -47,10 +48,19 @@ def _save(fig: plt.Figure, path: Path, tight: bool = True) -> None:
     plt.close(fig)
 
 
+def _listed_colours(name: str) -> list[Any]:
+    """The colours of one of matplotlib's listed (qualitative) colour maps."""
+    cmap = plt.get_cmap(name)
+    assert isinstance(cmap, ListedColormap), f"{name} is not a listed colour map"
+    colours = cmap.colors  # a tuple of RGB tuples; the stubs allow any array-like
+    assert isinstance(colours, Sequence)
+    return list(colours)
+
+
 def method_colours(methods: Iterable[str]) -> dict[str, Any]:
     """A stable colour per method: the ten strong tab10 colours first, then tab20's light ones."""
-    strong = list(plt.get_cmap("tab10").colors)
-    light = list(plt.get_cmap("tab20").colors)[1::2]
+    strong = _listed_colours("tab10")
+    light = _listed_colours("tab20")[1::2]
     palette = strong + light
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
 
@@ -93,7 +103,7 @@ def accuracy_figure(
             marker="o",
             markersize=3,
             linestyle="--" if pipeline else "-",
-            color=colours.get(method, "grey"),
+            color=colours.get(str(method), "grey"),
             label=f"{method} (shared stages 1-2)" if pipeline else method,
         )
     drawn = set(rows["method"])
@@ -145,7 +155,7 @@ def bytes_figure(
     drawn = [m for m in methods if m in own] or sorted(own)
     silent = [m for m in methods if m not in own]
     stages = list(dict.fromkeys(trace.sort_values("t_start_s")["stage"].astype(str)))
-    stage_colour = dict(zip(stages, plt.get_cmap("Set2").colors, strict=False))
+    stage_colour = dict(zip(stages, _listed_colours("Set2"), strict=False))
     fig, (ax, bx) = plt.subplots(
         1, 2, figsize=(14, 0.3 * len(drawn) + 4.5), gridspec_kw={"width_ratios": [3, 2]}
     )
@@ -248,6 +258,7 @@ def heatmap_figure(heatmaps: dict[str, np.ndarray], path: Path) -> Figure | None
             ax.set_xlabel("expert (hosting client)")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
+    assert image is not None  # heatmaps is not empty: one image per method
     fig.colorbar(image, ax=axes, shrink=0.8, label="routing frequency")
     fig.suptitle("Gating heat maps: how often each client's gate routes to each expert")
     _save(fig, path, tight=False)
@@ -325,6 +336,7 @@ def utilisation_figure(tasks: pd.DataFrame, trace: pd.DataFrame, path: Path) -> 
                 if not math.isnan(value):
                     colour = "white" if value > 60 else "black"
                     ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6, c=colour)
+    assert image is not None  # one image per grid, two grids
     fig.colorbar(image, ax=axes, shrink=0.8, label="busy (%)")
     _save(fig, path, tight=False)
     return Figure(
@@ -352,7 +364,7 @@ def latency_cdf_figure(
         x = np.sort(group["latency_ms"].to_numpy(float))
         y = 100 * np.arange(0, len(x) + 1) / len(x)
         x = np.concatenate([x[:1], x])  # the curve rises from 0 at the fastest query
-        ax.step(x, y, where="post", color=colours.get(method, "grey"), label=method)
+        ax.step(x, y, where="post", color=colours.get(str(method), "grey"), label=method)
     positive = frame["latency_ms"][frame["latency_ms"] > 0]
     if len(positive) and positive.max() / positive.min() >= 100:
         ax.set_xscale("log")
@@ -374,7 +386,7 @@ def latency_cdf_figure(
 
 
 def expert_load_figure(
-    loads: dict[str, Sequence[float]], colours: dict[str, Any], path: Path
+    loads: Mapping[str, Sequence[float]], colours: dict[str, Any], path: Path
 ) -> Figure | None:
     """Grouped bars: each method's `expert_utilisation` per expert."""
     loads = {m: list(v) for m, v in loads.items() if v}
@@ -448,7 +460,9 @@ def sweep_figure_name(figure: str, key: str) -> str:
 
 
 def _is_numeric(values: pd.Series) -> bool:
-    return bool(len(values)) and pd.api.types.is_numeric_dtype(values) and values.notna().all()
+    return (
+        bool(len(values)) and pd.api.types.is_numeric_dtype(values) and bool(values.notna().all())
+    )
 
 
 def _format_value(value: Any) -> str:

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from nmoe_sim.learning.client import ClientState
+from nmoe_sim.runtime.hosting import ClientFactory
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class HostLost(RuntimeError):
@@ -31,8 +33,8 @@ class HostLost(RuntimeError):
         self.client_id = client_id
 
 
-class TaskHandle(Protocol[R]):
-    def result(self) -> R: ...
+class TaskHandle(Protocol[R_co]):
+    def result(self) -> R_co: ...
 
     @property
     def wall_time_s(self) -> float:
@@ -44,7 +46,7 @@ class Backend(Protocol):
     """Created with the client ids (hosts start booting), then `host(factory)` builds every
     client's state from the factory; then tasks run with `submit`."""
 
-    def host(self, factory: Callable[[int], ClientState]) -> None: ...
+    def host(self, factory: ClientFactory) -> None: ...
 
     def submit(
         self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False

@@ -124,7 +124,9 @@ class RayBackend:
 
     def __init__(self, client_ids: Iterable[int], runtime: RuntimeConfig) -> None:
         client_ids = list(client_ids)
-        self.actors: list[ray.actor.ActorHandle] = []
+        # `ClientHost` actor handles. Ray's annotations type a method reached through a handle
+        # as Never unless declared with `@ray.method`, so the handles are used untyped here.
+        self.actors: list[Any] = []
         self._owns_ray = connect(runtime)
         try:
             count = actor_count(runtime, len(client_ids), ray.cluster_resources())
@@ -153,7 +155,7 @@ class RayBackend:
         build every client's state on its home actor; waits until all actors are up."""
         try:
             self._factory_ref = ray.put(factory)
-            self._incarnation = ray.get([a.ready.remote() for a in self.actors])
+            self._incarnation: list[str] = ray.get([a.ready.remote() for a in self.actors])
             ray.get([self._host_clients(s) for s in range(len(self.actors))])
         except BaseException:
             self.close()
