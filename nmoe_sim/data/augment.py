@@ -8,6 +8,7 @@ batch shape and `noise_std > 0`, so the same generator state gives the same view
 from __future__ import annotations
 
 import math
+from typing import TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -102,8 +103,18 @@ def augment(
     return out
 
 
+class AugmentOptions(TypedDict, total=False):
+    """`augment`'s keyword options, for callers that pass them on."""
+
+    crop_scale: tuple[float, float]
+    flip: bool
+    jitter: float
+    noise_std: float
+    ratio: tuple[float, float]
+
+
 def two_views(
-    x: torch.Tensor, generator: torch.Generator, **kw: object
+    x: torch.Tensor, generator: torch.Generator, **kw: Unpack[AugmentOptions]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent augmentations of the same batch (the SimCLR positive pair)."""
-    return augment(x, generator, **kw), augment(x, generator, **kw)  # type: ignore[arg-type]
+    return augment(x, generator, **kw), augment(x, generator, **kw)

@@ -313,7 +313,9 @@ class FlowNetwork:
         self._start(*event._value)
 
     def _start(self, route: _Route, message: Message, done: simpy.Event) -> None:
-        now = self._env.now  # type: ignore[union-attr]
+        env = self._env
+        assert env is not None  # set by `carry`, which scheduled this start
+        now = env.now
         fid = self._next_fid
         self._next_fid = fid + 1
         size_bits = message.wire_bits
@@ -347,7 +349,9 @@ class FlowNetwork:
         token, target = event._value
         if token != self._wake_token:
             return  # an earlier wake-up replaced this one
-        now = self._env.now  # type: ignore[union-attr]
+        env = self._env
+        assert env is not None  # set by `carry`, which started the flows this wake-up is for
+        now = env.now
         limit = target if target > now else now  # the two differ by rounding at most
         due = self._due
         self._waking = True
@@ -498,7 +502,8 @@ class FlowNetwork:
         remaining = flow.finish_v - old.v_bits
         ramp = flow.ramp
         if ramp is not None and not ramp.exited:
-            del old.ramping[flow]  # type: ignore[union-attr]
+            assert old.ramping is not None  # a ramping flow is listed in its class's `ramping`
+            del old.ramping[flow]
             ramp.advance(now, old.rate_bps)
             if not ramp.exited:
                 remaining = ramp.left
