@@ -276,8 +276,12 @@ class ServerOptimizerConfig(_Strict):
     name: Literal["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"] = Field(
         "fedavg", description="fedavg with lr 1 is plain FedAvg / FedAsync / FedBuff"
     )
-    lr: float = Field(
-        1.0, gt=0, le=100, allow_inf_nan=False, description="server step size (every optimizer)"
+    lr: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="server step size; default 1.0 (fedavg, fedavgm), 0.01 (adaptive ones)",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="fedavgm: server momentum")
     beta1: float = Field(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario
-from nmoe_sim.methods import ALL_METHODS
+from nmoe_sim.methods import PAPER_METHODS
 
 SMOKE = Path(__file__).resolve().parents[1] / "scenarios" / "smoke.yaml"
 BASE = "name: t\nseed: 3\nclients:\n  count: 3\n"
@@ -45,7 +45,7 @@ def test_smoke_scenario_loads_with_its_values() -> None:
 def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     sc = load_scenario(_write(tmp_path, ""))
     assert sc == Scenario()
-    assert sc.methods == list(ALL_METHODS)
+    assert sc.methods == list(PAPER_METHODS)
 
 
 # --- schema errors ----------------------------------------------------------------------------

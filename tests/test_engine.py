@@ -10,7 +10,7 @@ import pytest
 
 from nmoe_sim.config import Scenario
 from nmoe_sim.engine import build_population, model_spec, run_scenario
-from nmoe_sim.methods import ALL_METHODS
+from nmoe_sim.methods import PAPER_METHODS
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.telemetry.output import OutputError
 
@@ -69,8 +69,8 @@ def test_run_directory_has_every_file(run: tuple[Scenario, Path, dict]) -> None:
     ):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text()) == summary
-    assert list(summary["methods"]) == list(ALL_METHODS)
-    for m in ALL_METHODS:
+    assert list(summary["methods"]) == list(PAPER_METHODS)
+    for m in PAPER_METHODS:
         if m.startswith("nmoe/"):
             heat = pd.read_csv(out / "heatmaps" / f"{m.replace('/', '_')}.csv")
             assert heat.shape == (CLIENTS, CLIENTS + 1)

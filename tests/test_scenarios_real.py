@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nmoe_sim.config import load_scenario
-from nmoe_sim.methods import ALL_METHODS
+from nmoe_sim.methods import PAPER_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
@@ -45,13 +45,13 @@ def _run(scenario: str, out: Path, *extra: str) -> dict:
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_scenario_is_valid(path: Path) -> None:
     scenario = load_scenario(path)
-    assert scenario.methods == list(ALL_METHODS)
+    assert scenario.methods == list(PAPER_METHODS)
 
 
 @needs_fmnist
 def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     summary = _run("scenarios/smoke.yaml", tmp_path / "smoke")
-    assert list(summary["methods"]) == list(ALL_METHODS)
+    assert list(summary["methods"]) == list(PAPER_METHODS)
     assert summary["dataset"] == {"name": "fashion_mnist", "train": 3000, "test": 1000}
     for name, m in summary["methods"].items():
         assert 0.0 <= m["accuracy_global"] <= 1.0, name

@@ -241,7 +241,7 @@ def _error(tmp_path: Path, federation: str) -> str:
 
 def test_server_optimizer_defaults_and_values(tmp_path: Path) -> None:
     default = FederationConfig().server_optimizer
-    assert (default.name, default.lr, default.momentum) == ("fedavg", 1.0, 0.9)
+    assert (default.name, default.lr, default.momentum) == ("fedavg", None, 0.9)
     assert (default.beta1, default.beta2, default.tau) == (0.9, 0.99, 1e-3)
     fed = _load(tmp_path, "  mode: fedbuff\n  server_optimizer: {name: fedyogi, lr: 0.05}\n")
     assert (fed.server_optimizer.name, fed.server_optimizer.lr) == ("fedyogi", 0.05)
@@ -281,3 +281,12 @@ def test_every_mode_gets_its_rule_with_the_configured_optimizer(mode: str, rule_
     assert optimizer == FedAdam(lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
     again = typing.cast(typing.Any, server_rule(fed, initial)).optimizer
     assert again is not optimizer  # fresh state for every federated stage run
+
+
+@pytest.mark.parametrize(("name", "lr"), [("fedavg", 1.0), ("fedavgm", 1.0), ("fedadam", 0.01)])
+def test_an_unset_lr_is_the_optimizers_own_default(name: str, lr: float) -> None:
+    # Adaptive steps are about lr per coordinate whatever Δ's scale, so they default to 0.01;
+    # FedAvg(M) at 1.0 is plain FedAvg.
+    fed = FederationConfig.model_validate({"server_optimizer": {"name": name}})
+    optimizer = typing.cast(typing.Any, server_rule(fed, {"w": t(0.0)})).optimizer
+    assert optimizer.lr == lr

@@ -32,10 +32,14 @@ def staleness_function(fed: FederationConfig) -> StalenessFn:
 
 def server_optimizer(fed: FederationConfig) -> ServerOptimizer:
     """A fresh optimizer (empty state) with the hyperparameters its kind takes; the others in
-    the section are ignored, as mode-specific keys are."""
+    the section are ignored, as mode-specific keys are, and an unset `lr` is the optimizer's
+    own default."""
     cfg = fed.server_optimizer
     wanted = server_optimizers.parameters(cfg.name)
-    return server_optimizers.by_name(cfg.name, **{key: getattr(cfg, key) for key in wanted})
+    given = {key: getattr(cfg, key) for key in wanted}
+    return server_optimizers.by_name(
+        cfg.name, **{key: value for key, value in given.items() if value is not None}
+    )
 
 
 def server_rule(fed: FederationConfig, initial: Weights) -> ServerRule:
