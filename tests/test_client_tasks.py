@@ -105,3 +105,30 @@ def test_in_sample_outputs_are_the_final_experts_softmax() -> None:
     fit_expert(state, "p", ADAM, 3, 1, seed=0)
     expected = torch.softmax(predict(state.experts["p"], state.features["p"], "cpu"), dim=1)
     assert torch.allclose(state.expert_probs["p"][0], expected)
+
+
+def test_every_task_declares_what_it_touches() -> None:
+    """Backends place and replay tasks by their declared access; a task missing from this list
+    would silently be treated as changing the state."""
+    from nmoe_sim.learning import client
+    from nmoe_sim.learning.access import Access, access_of
+
+    declared = {
+        name: access_of(fn)
+        for name, fn in vars(client).items()
+        if callable(fn) and hasattr(fn, "access")
+    }
+    assert declared == {
+        "fit_classifier": Access.DATA,
+        "fit_contrastive": Access.DATA,
+        "embed": Access.WRITE,
+        "fit_expert": Access.WRITE,
+        "expert_weights": Access.READ,
+        "train_features": Access.READ,
+        "serve_expert": Access.READ,
+        "store_expert_probs": Access.WRITE,
+        "fit_gate": Access.WRITE,
+        "gate_weights": Access.READ,
+        "adopt_gate": Access.WRITE,
+    }
+    assert access_of(lambda state: None) is Access.WRITE  # undeclared: the safe assumption

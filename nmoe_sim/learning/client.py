@@ -16,6 +16,7 @@ from torch import nn
 
 from nmoe_sim.config import OptimConfig
 from nmoe_sim.data.augment import two_views
+from nmoe_sim.learning.access import Access, task
 from nmoe_sim.learning.loops import cpu_state, fit, predict
 from nmoe_sim.learning.losses import mixture_nll, nt_xent
 from nmoe_sim.models.gate import TRUNK_PREFIX, load_balance_loss, noisy_scores, top_k_weights
@@ -80,6 +81,7 @@ def fresh_weights(model: nn.Module, seed: int) -> Weights:
 # Stage 1 and baselines -------------------------------------------------------------------
 
 
+@task(Access.DATA)
 def fit_classifier(
     state: ClientState, weights: Weights | None, optim: OptimConfig, epochs: int, seed: int
 ) -> Update:
@@ -104,6 +106,7 @@ class ContrastiveSettings:
     jitter: float
 
 
+@task(Access.DATA)
 def fit_contrastive(
     state: ClientState,
     weights: Weights | None,
@@ -131,6 +134,7 @@ def fit_contrastive(
 # Stage 2 ---------------------------------------------------------------------------------
 
 
+@task(Access.WRITE)
 def embed(state: ClientState, pipeline: str, extractor_weights: Weights) -> int:
     """Compute the frozen extractor's features of the local train set once; returns their count."""
     extractor = state.spec.build_extractor()
@@ -158,6 +162,7 @@ def _train_expert(
     return expert.eval(), loss
 
 
+@task(Access.WRITE)
 def fit_expert(
     state: ClientState, pipeline: str, optim: OptimConfig, epochs: int, folds: int, seed: int
 ) -> float:
@@ -187,6 +192,7 @@ def fit_expert(
     return loss
 
 
+@task(Access.READ)
 def expert_weights(state: ClientState, pipeline: str) -> Weights:
     return cpu_state(state.experts[pipeline])
 
@@ -194,16 +200,19 @@ def expert_weights(state: ClientState, pipeline: str) -> Weights:
 # Stage 3 ---------------------------------------------------------------------------------
 
 
+@task(Access.READ)
 def train_features(state: ClientState, pipeline: str) -> torch.Tensor:
     """The features this client sends to remote experts."""
     return state.features[pipeline]
 
 
+@task(Access.READ)
 def serve_expert(state: ClientState, pipeline: str, features: torch.Tensor) -> torch.Tensor:
     """This client's expert answering a batch of features: class probabilities."""
     return torch.softmax(predict(state.experts[pipeline], features, state.torch_device), dim=1)
 
 
+@task(Access.WRITE)
 def store_expert_probs(
     state: ClientState, pipeline: str, expert_id: int, probs: torch.Tensor
 ) -> None:
@@ -227,6 +236,7 @@ def balanced_sample_weights(labels: torch.Tensor, num_classes: int) -> torch.Ten
     return per_class[labels]
 
 
+@task(Access.WRITE)
 def fit_gate(
     state: ClientState,
     pipeline: str,
@@ -284,10 +294,12 @@ def fit_gate(
     return Update(cpu_state(gate), state.num_train, loss)
 
 
+@task(Access.READ)
 def gate_weights(state: ClientState, method: str) -> Weights | None:
     return state.gates.get(method)
 
 
+@task(Access.WRITE)
 def adopt_gate(
     state: ClientState, method: str, weights: Weights, base: Weights | None = None
 ) -> None:
@@ -299,11 +311,3 @@ def adopt_gate(
 def trunk_only(weights: Weights) -> Weights:
     """The part of the gate FedGate shares."""
     return {k: v for k, v in weights.items() if k.startswith(TRUNK_PREFIX)}
-
-
-# Tasks that read only a client's train data, none of its other state: any host holding the
-# data can run them, so a backend may place them wherever there is room.
-DATA_ONLY_TASKS = frozenset({fit_classifier, fit_contrastive})
-# Tasks that only read a client's state. A host that lost its memory rebuilds a client by
-# replaying the client's other tasks in order; these need no replay.
-READ_ONLY_TASKS = DATA_ONLY_TASKS | {expert_weights, train_features, serve_expert, gate_weights}

@@ -41,7 +41,8 @@ import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from nmoe_sim.config import RuntimeConfig, ScenarioError
-from nmoe_sim.learning.client import DATA_ONLY_TASKS, READ_ONLY_TASKS, ClientState
+from nmoe_sim.learning.access import Access, access_of
+from nmoe_sim.learning.client import ClientState
 from nmoe_sim.runtime.backend import HostLost
 from nmoe_sim.runtime.hosting import ClientFactory
 
@@ -193,7 +194,8 @@ class RayBackend:
     def _send(self, cid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Sent:
         """A task goes to its client's home actor, except a data-only one, which goes to the
         actor with the least outstanding work (in train samples): rounds balance themselves."""
-        if fn in DATA_ONLY_TASKS:
+        access = access_of(fn)
+        if access is Access.DATA:
             slot = min(range(len(self.actors)), key=lambda s: (self._load[s], s))
         else:
             slot = self.slot_of[cid]
@@ -201,7 +203,7 @@ class RayBackend:
         sent = _Sent(ref, slot, self._samples.get(cid, 1))
         self._unsettled[slot][ref.hex()] = ref
         self._load[slot] += sent.load
-        if fn not in READ_ONLY_TASKS:
+        if access is Access.WRITE:
             self._replay_log[slot].append(_Done(cid, fn, args, ref))
         return sent
 
