@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,24 +14,25 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nmoe_sim.checkpoint import open_checkpoint
 from nmoe_sim.config import Scenario, ScenarioError
 from nmoe_sim.data import class_counts, client_test_indices, load_dataset, partition_indices
 from nmoe_sim.data.sources import ImageDataset
+from nmoe_sim.interrupt import RunInterrupted, signal_number
 from nmoe_sim.learning.evaluate import Evaluator
 from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
-from nmoe_sim.network.build import build_network
+from nmoe_sim.network.build import NetworkSetup, build_network
 from nmoe_sim.network.devices import DeviceProfile
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
-from nmoe_sim.pipelines.nmoe import NmoePipeline
+from nmoe_sim.pipelines.finished import Finished
 from nmoe_sim.runtime import make_backend
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.output import check_output_dir
 from nmoe_sim.telemetry.progress import RunProgress
-from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.summary import DatasetInfo, MethodSummary, PerClient, RunSummary
 from nmoe_sim.telemetry.writer import write_run
 
@@ -159,15 +159,58 @@ def device_profile(scenario: Scenario, device_classes: list[str | None]) -> Devi
     )
 
 
-def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict[str, Any]:
-    """Run every method of the scenario and write the run directory; returns the summary."""
-    check_output_dir(out_dir)
+def run_scenario(
+    scenario: Scenario, out_dir: Path, console: Any = None, resume: bool = False
+) -> dict[str, Any]:
+    """Run every method of the scenario and write the run directory; returns the summary.
+
+    Finished work is checkpointed beside `out_dir` (see checkpoint.py); with `resume` the run
+    continues from that checkpoint. An interruption raises `RunInterrupted` (checkpoint kept)."""
+    if not resume:  # (a resume checks its own way: the directory may be complete)
+        check_output_dir(out_dir)
     device = resolve_device(scenario.runtime.device)
     network = build_network(scenario.network, scenario.clients.count, scenario.seed)
-    wall_start = time.perf_counter()
+    checkpoint = open_checkpoint(out_dir, scenario.model_dump(mode="json"), resume)
+    finished: Finished | None = None
+    try:
+        finished = Finished(checkpoint)
+        summary = _run(scenario, out_dir, console, device, network, finished)
+        checkpoint.finish()
+        return summary
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc, scenario, finished) from None
+    except BaseException:
+        if finished is None or not finished.saved_anything:
+            checkpoint.finish()  # nothing worth resuming: leave no folder behind
+        raise
+    finally:
+        checkpoint.release()
+
+
+def _interrupted(
+    exc: KeyboardInterrupt, scenario: Scenario, finished: Finished | None
+) -> RunInterrupted:
+    done = finished.results if finished is not None else {}
+    pending = [
+        p
+        for p in (finished.shared if finished is not None else [])
+        if any(m.startswith(f"{p}/") and m not in done for m in scenario.methods)
+    ]
+    detail = f" (and the shared stages 1-2 of {', '.join(pending)})" if pending else ""
+    return RunInterrupted(signal_number(exc), len(done), len(scenario.methods), detail)
+
+
+def _run(
+    scenario: Scenario,
+    out_dir: Path,
+    console: Any,
+    device: str,
+    network: NetworkSetup,
+    finished: Finished,
+) -> dict[str, Any]:
     torch.set_num_threads(scenario.runtime.torch_threads or os.cpu_count() or 1)
     client_ids = list(range(scenario.clients.count))
-    recorder = Recorder()
+    recorder = finished.recorder
     # The data loads in a thread while the backend boots (starting Ray takes seconds).
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(build_population, scenario)
@@ -205,10 +248,13 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
                 progress=progress,
                 device=device,
             )
-            results = run_methods(ctx)
+            if finished.restored:
+                progress.stage("resume", f"{len(finished.restored)} finished methods restored")
+            results = run_methods(ctx, finished)
     finally:
         backend.close()
-    summary = build_summary(scenario, dataset, results, time.perf_counter() - wall_start)
+    summary = build_summary(scenario, dataset, results, finished.wall_s())
+    assert finished.checkpoint is not None
     write_run(
         out_dir,
         config=scenario.model_dump(mode="json"),
@@ -219,6 +265,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, console: Any = None) -> dict
             m: r.routing_frequency for m, r in results.items() if r.routing_frequency is not None
         },
         plots=scenario.output.plots,
+        staging=finished.checkpoint.staging,
     )
     return summary
 
@@ -231,24 +278,31 @@ def _wait_for(loading: Future[Population], backend: Backend) -> Population:
         raise
 
 
-def run_methods(ctx: RunContext) -> dict[str, MethodResult]:
-    """Baselines first, then each extractor's NMoE pipeline and its gating branches."""
+def run_methods(ctx: RunContext, finished: Finished | None = None) -> dict[str, MethodResult]:
+    """Baselines first, then each extractor's NMoE pipeline and its gating branches; methods in
+    `finished` (restored from a checkpoint) are not run again, and each one that ends is saved.
+    Every method runs in worlds and random streams of its own, so skipping one changes nothing
+    in the others."""
+    finished = finished or Finished()
     methods = ctx.scenario.methods
-    results: dict[str, MethodResult] = {}
+    results = finished.results
     for name in BASELINES:
-        if name in methods:
-            results[name] = BASELINE_RUNNERS[name](ctx)
+        if name in methods and name not in results:
+            finished.method(name, BASELINE_RUNNERS[name](ctx))
     for extractor in EXTRACTORS:
-        wanted = [parse_nmoe(m) for m in methods if m.startswith(f"nmoe/{extractor}/")]
+        wanted = [
+            parse_nmoe(m)
+            for m in methods
+            if m.startswith(f"nmoe/{extractor}/") and m not in results
+        ]
         if not wanted:
             continue
-        pipeline = NmoePipeline(ctx, extractor)
-        pipeline.train_shared()
+        pipeline = finished.pipeline(ctx, extractor)
         for method in wanted:
             result = pipeline.gating(method)
             if ctx.scenario.inference.enabled:
                 result.inference = pipeline.serve(method, result)
-            results[method.name] = result
+            finished.method(method.name, result)
     return results
 
 

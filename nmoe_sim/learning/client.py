@@ -197,6 +197,33 @@ def expert_weights(state: ClientState, pipeline: str) -> Weights:
     return cpu_state(state.experts[pipeline])
 
 
+@dataclass
+class SharedStages:
+    """What stages 1-2 of one pipeline leave in a client's state: kept by a checkpoint so a
+    resumed run restores them instead of training again."""
+
+    features: torch.Tensor  # the frozen extractor's features of the local train set
+    expert: Weights  # this client's personalized expert
+    own_probs: torch.Tensor  # the own expert's class probabilities on the local train set
+
+
+@task(Access.READ)
+def shared_stages(state: ClientState, pipeline: str) -> SharedStages:
+    expert = cpu_state(state.experts[pipeline])
+    own = state.expert_probs[pipeline][state.client_id]
+    return SharedStages(state.features[pipeline], expert, own)
+
+
+@task(Access.WRITE)
+def restore_shared_stages(state: ClientState, pipeline: str, saved: SharedStages) -> None:
+    """Put back what `shared_stages` read (WRITE: the Ray backend replays it on a new host)."""
+    state.features[pipeline] = saved.features
+    expert = state.spec.build_expert()
+    expert.load_state_dict(saved.expert)
+    state.experts[pipeline] = expert.eval()
+    state.expert_probs[pipeline] = {state.client_id: saved.own_probs}
+
+
 # Stage 3 ---------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ are plug-ins (`nmoe_sim/objectives/`, `nmoe_sim/gating/`); this module only sequ
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,21 +51,33 @@ def _extractor_part(weights: Weights) -> Weights:
     return {k[n:]: v for k, v in weights.items() if k.startswith(EXTRACTOR_PREFIX)}
 
 
+@dataclass
+class SharedOutputs:
+    """Everything stages 1-2 leave for stage 3: per client state, and the evaluation inputs.
+    (Their MethodLog stays in the Recorder, which the gating branches' logs point into.)"""
+
+    clients: dict[int, tasks.SharedStages]
+    features: torch.Tensor
+    expert_probs: torch.Tensor
+
+
 class NmoePipeline:
-    def __init__(self, ctx: RunContext, extractor: str) -> None:
+    def __init__(self, ctx: RunContext, extractor: str, log: MethodLog | None = None) -> None:
+        """`log`: the pipeline's log restored from a checkpoint (then `restore`, not
+        `train_shared`)."""
         self.ctx = ctx
         self.extractor = extractor
         self.name = f"nmoe/{extractor}"
         self.objective: Objective = OBJECTIVES.get(extractor)()
-        self.log = ctx.recorder.method(self.name)
-        self.world = ctx.world(self.log)
+        self.log = log if log is not None else ctx.recorder.method(self.name)
         self.features: torch.Tensor | None = None  # global test features
         self.expert_probs: torch.Tensor | None = None  # [test, experts, classes]
 
     # -- stages 1 and 2 ------------------------------------------------------------------------
 
     def train_shared(self) -> None:
-        world, ctx = self.world, self.ctx
+        ctx = self.ctx
+        world = ctx.world(self.log)
         cfg = ctx.scenario.stages.extractor
         spec = ctx.spec
         per_sample = self.objective.train_flops_per_sample(spec)
@@ -138,6 +151,24 @@ class NmoePipeline:
             ctx.backend.submit(c, tasks.expert_weights, self.name).result() for c in ctx.client_ids
         ]
         self.expert_probs = ctx.evaluator.expert_probs(spec, experts, self.features)
+
+    def shared_outputs(self) -> SharedOutputs:
+        """What `train_shared` left, read back from the clients (for a checkpoint)."""
+        features, expert_probs = self._trained()
+        backend, name = self.ctx.backend, self.name
+        handles = {c: backend.submit(c, tasks.shared_stages, name) for c in self.ctx.client_ids}
+        return SharedOutputs({c: h.result() for c, h in handles.items()}, features, expert_probs)
+
+    def restore(self, saved: SharedOutputs) -> None:
+        """Continue from a checkpoint's stages 1-2 instead of training them again."""
+        backend = self.ctx.backend
+        handles = [
+            backend.submit(c, tasks.restore_shared_stages, self.name, saved.clients[c])
+            for c in self.ctx.client_ids
+        ]
+        for handle in handles:
+            handle.result()
+        self.features, self.expert_probs = saved.features, saved.expert_probs
 
     # -- stage 3 ---------------------------------------------------------------------------------
 

@@ -25,3 +25,8 @@ def check_output_dir(path: Path) -> None:
 def method_slug(method: str) -> str:
     """A method's name as a file name (its gating heat map: heatmaps/<slug>.csv)."""
     return method.replace("/", "_")
+
+
+def is_complete(path: Path) -> bool:
+    """A finished run directory (written whole: staged, then renamed), summary.json and all."""
+    return (path / "summary.json").is_file()

@@ -45,10 +45,13 @@ def write_run(
     partition: pd.DataFrame,
     heatmaps: dict[str, np.ndarray],
     plots: bool,
+    staging: Path | None = None,
 ) -> Path:
+    """Write the run directory via `staging` (default: a hidden folder beside it), renamed into
+    place once every file is written."""
     check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    staging = staging or out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
