@@ -7,44 +7,124 @@ Validation happens before any work starts and reports every problem with its dot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from nmoe_sim.data.catalog import DATASETS
 from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
 from nmoe_sim.network.transports import tcp
+from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 
 
 class ScenarioError(Exception):
     """A scenario that cannot be run; the message names the key and what is allowed."""
 
 
+def _number_kind(annotation: Any) -> str | None:
+    """ "number" for an int/float field (optional or not), "numbers" for dict[str, float]."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if annotation in (int, float) or (args and all(a in (int, float) for a in args)):
+        return "number"
+    if get_origin(annotation) is dict and get_args(annotation)[1:] in ((int,), (float,)):
+        return "numbers"
+    if annotation is bool:
+        return "bool"
+    return None
+
+
+def _refuse_bool(value: Any) -> None:
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_for_number", "a number is expected here, not true/false")
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Unknown keys, booleans for numbers and NaN/inf are refused in every section."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `true` as 1 for int and float fields; YAML users mean a
+        # switch, never a number.
+        field = cls.model_fields.get(info.field_name or "")
+        kind = _number_kind(field.annotation) if field is not None else None
+        if kind == "number":
+            _refuse_bool(value)
+        elif kind == "numbers" and isinstance(value, dict):
+            for item in value.values():
+                _refuse_bool(item)
+        elif kind == "bool" and not isinstance(value, bool):
+            raise PydanticCustomError("bool_expected", "true or false is expected here")
+        return value
+
+    def _set_off_default(self, *keys: str) -> list[str]:
+        """Those of `keys` the user set (model_fields_set) to something other than the default:
+        a default written out (a resolved config.yaml) is not a choice."""
+        out = []
+        for key in keys:
+            if key not in self.model_fields_set:
+                continue
+            value, default = (
+                getattr(self, key),
+                type(self).model_fields[key].get_default(call_default_factory=True),
+            )
+            if isinstance(value, BaseModel):
+                if value.model_dump() != default.model_dump():
+                    out.append(key)
+            elif value != default:
+                out.append(key)
+        return out
 
 
 class OptimConfig(_Strict):
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty, at most 1")
     batch_size: int = Field(64, ge=1, le=65536)
+
+
+# (train, test) samples of each catalog entry, known without loading it; synthetic: the most
+# train_samples / test_samples may generate (its defaults are SYNTHETIC_*_DEFAULT).
+DATASET_SIZES: dict[str, tuple[int, int]] = {
+    "fashion_mnist": (60_000, 10_000),
+    "mnist": (60_000, 10_000),
+    "cifar10": (50_000, 10_000),
+    "synthetic": (200_000, 100_000),
+}
+SYNTHETIC_TRAIN_DEFAULT = 2000  # data/sources.py's default (that module imports torch)
 
 
 class DatasetConfig(_Strict):
     name: str = Field("fashion_mnist", description="an entry of nmoe_sim/data/catalog.py")
     root: Path | None = Field(None, description="data folder; default $NMOE_SIM_DATA or ~/.cache")
-    train_samples: int | None = Field(None, ge=1, description="seeded subset of the train set")
-    test_samples: int | None = Field(None, ge=1, description="seeded subset of the test set")
+    train_samples: int | None = Field(
+        None, ge=1, le=10_000_000, description="seeded subset of the train set"
+    )
+    test_samples: int | None = Field(
+        None, ge=1, le=10_000_000, description="seeded subset of the test set"
+    )
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root_not_empty(cls, root: Any) -> Any:
+        if isinstance(root, str) and not root.strip():
+            raise ValueError(
+                "dataset.root: an empty path; name the data folder or drop the key to use "
+                "$NMOE_SIM_DATA or ~/.cache"
+            )
+        return root
 
     @field_validator("name")
     @classmethod
@@ -56,16 +136,28 @@ class DatasetConfig(_Strict):
 
 class PartitionConfig(_Strict):
     scheme: Literal["iid", "dirichlet", "shards"] = "dirichlet"
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (scheme: dirichlet)")
-    classes_per_client: int = Field(2, ge=1, description="shards per client (scheme: shards)")
-    min_samples: int = Field(10, ge=1, description="fewest train samples a client may get")
+    alpha: float = Field(
+        0.5, gt=0, le=1e6, description="Dirichlet concentration (scheme: dirichlet)"
+    )
+    classes_per_client: int = Field(
+        2, ge=1, le=1000, description="shards per client (scheme: shards)"
+    )
+    min_samples: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="fewest train samples a client may get (every scheme; checked before the run)",
+    )
     test_samples_per_client: int = Field(
-        1000, ge=1, description="size of each client's own test split (follows its label mix)"
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="size of each client's own test split (follows its label mix)",
     )
 
 
 class ClientsConfig(_Strict):
-    count: int = Field(10, ge=2, le=100_000)
+    count: int = Field(10, ge=2, le=10_000, description="at most 10,000")
 
 
 class ModelConfig(_Strict):
@@ -79,18 +171,20 @@ class ModelConfig(_Strict):
 class ExtractorStageConfig(_Strict):
     """Stage 1: federated training of the shared feature extractor (FedCE / FedSC)."""
 
-    rounds: int = Field(5, ge=1)
-    local_epochs: int = Field(1, ge=1)
+    rounds: int = Field(5, ge=1, le=100_000)
+    local_epochs: int = Field(1, ge=1, le=10_000)
     optim: OptimConfig = OptimConfig()
-    temperature: float = Field(0.5, gt=0, le=10, description="FedSC NT-Xent temperature")
-    crop_scale_min: float = Field(0.4, gt=0, le=1, description="FedSC random-crop lower scale")
+    temperature: float = Field(
+        0.5, ge=0.01, le=10, description="FedSC NT-Xent temperature, 0.01..10"
+    )
+    crop_scale_min: float = Field(0.4, ge=0.01, le=1, description="FedSC random-crop lower scale")
     jitter: float = Field(0.4, ge=0, le=1, description="FedSC brightness/contrast jitter")
 
 
 class ExpertStageConfig(_Strict):
     """Stage 2: each client trains its personalized expert on frozen features."""
 
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, le=10_000)
     optim: OptimConfig = OptimConfig(optimizer="adam", lr=1e-3, momentum=0.0)
     cross_fit_folds: int = Field(
         5,
@@ -104,14 +198,22 @@ class GateStageConfig(_Strict):
     """Stage 3: the gate learns to mix experts (FedGate rounds, RollGate/RanGate passes)."""
 
     rounds: int = Field(
-        5, ge=1, description="FedGate rounds; RollGate/RanGate passes over all clients"
+        5, ge=1, le=100_000, description="FedGate rounds; RollGate/RanGate passes over all clients"
     )
-    local_epochs: int = Field(1, ge=1)
-    top_k: int = Field(2, ge=1)
-    routing_noise: float = Field(0.0, ge=0, description="std of Gaussian noise on gate scores")
-    load_balance: float = Field(0.0, ge=0, description="weight of the load-balancing loss")
+    local_epochs: int = Field(1, ge=1, le=10_000)
+    top_k: int = Field(2, ge=1, description="experts mixed per input, at most clients.count")
+    routing_noise: float = Field(
+        0.0, ge=0, le=100, description="std of Gaussian noise on gate scores, at most 100"
+    )
+    load_balance: float = Field(
+        0.0, ge=0, le=1000, description="weight of the load-balancing loss, at most 1000"
+    )
     dense_loss: float = Field(
-        1.0, ge=0, description="weight of the all-experts mixture loss that trains unpicked experts"
+        1.0,
+        ge=0,
+        le=1000,
+        description="weight of the all-experts mixture loss that trains unpicked experts "
+        "(at most 1000)",
     )
     class_balanced: bool = Field(
         True,
@@ -128,18 +230,18 @@ class StagesConfig(_Strict):
 
 
 class LocalBaselineConfig(_Strict):
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, le=10_000)
     optim: OptimConfig = OptimConfig()
 
 
 class FedAvgBaselineConfig(_Strict):
-    rounds: int = Field(5, ge=1)
-    local_epochs: int = Field(1, ge=1)
+    rounds: int = Field(5, ge=1, le=100_000)
+    local_epochs: int = Field(1, ge=1, le=10_000)
     optim: OptimConfig = OptimConfig()
 
 
 class CentralizedBaselineConfig(_Strict):
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, le=10_000)
     optim: OptimConfig = OptimConfig()
 
 
@@ -152,8 +254,12 @@ class BaselinesConfig(_Strict):
 class DevicesConfig(_Strict):
     """Compute speeds that turn counted FLOPs into simulated seconds."""
 
-    client_gflops: float = Field(20.0, gt=0, description="sustained GFLOP/s of an edge client")
-    server_gflops: float = Field(2000.0, gt=0, description="sustained GFLOP/s of the server")
+    client_gflops: float = Field(
+        20.0, ge=1e-3, le=1e7, description="sustained GFLOP/s of an edge client, 0.001..1e7"
+    )
+    server_gflops: float = Field(
+        2000.0, ge=1e-3, le=1e7, description="sustained GFLOP/s of the server, 0.001..1e7"
+    )
     classes_gflops: dict[str, float] = Field(
         default_factory=dict,
         description="GFLOP/s per topology device class; clients of other classes use client_gflops",
@@ -161,9 +267,9 @@ class DevicesConfig(_Strict):
 
     @model_validator(mode="after")
     def _positive_classes(self) -> DevicesConfig:
-        bad = {k: v for k, v in self.classes_gflops.items() if not v > 0}
+        bad = {k: v for k, v in self.classes_gflops.items() if not 1e-3 <= v <= 1e7}
         if bad:
-            raise ValueError(f"devices.classes_gflops: speeds must be > 0, got {bad}")
+            raise ValueError(f"devices.classes_gflops: speeds must be in 0.001..1e7, got {bad}")
         return self
 
 
@@ -171,15 +277,23 @@ class StragglersConfig(_Strict):
     """Per-client slowdowns and task dropouts, all drawn from seeded streams."""
 
     fraction: float = Field(0.0, ge=0, le=1, description="share of clients slowed by `slowdown`")
-    slowdown: float = Field(1.0, ge=1, description="compute-time factor of a straggler")
+    slowdown: float = Field(
+        1.0, ge=1, le=1000, description="compute-time factor of a straggler, 1..1000"
+    )
     lognormal_sigma: float = Field(
-        0.0, ge=0, description="spread of every client's compute-time factor exp(N(0, sigma^2))"
+        0.0,
+        ge=0,
+        le=3,
+        description="spread of every client's compute-time factor exp(N(0, sigma^2)), 0..3",
     )
     dropout: float = Field(
         0.0, ge=0, lt=1, description="probability a client's task is lost, decided when it ends"
     )
     availability_period_s: float | None = Field(
-        None, gt=0, description="clients are online one window per period (random phase each)"
+        None,
+        ge=1e-3,
+        le=1e7,
+        description="clients are online one window per period (random phase each); 0.001..1e7 s",
     )
     online_fraction: float = Field(
         1.0,
@@ -191,6 +305,11 @@ class StragglersConfig(_Strict):
 
 
 GENERATED_TOPOLOGIES = ("star", "mec", "random_geometric")
+
+# Link numbers beyond these are certainly mistakes (units: Mbit/s, ms); topology files share them.
+MIN_MBPS = 1e-3  # 1 kbit/s
+MAX_MBPS = 1e7  # 10 Tbit/s
+MAX_LATENCY_MS = 60_000.0  # one minute per link
 
 
 class TcpConfig(_Strict):
@@ -230,13 +349,23 @@ class NetworkConfig(_Strict):
     topology: str = Field(
         "ideal", description="ideal | star | mec | random_geometric | path to a topology YAML"
     )
-    bandwidth_mbps: float = Field(20.0, gt=0, description="client access-link bandwidth")
-    latency_ms: float = Field(10.0, ge=0, description="client access-link latency")
-    backhaul_mbps: float = Field(1000.0, gt=0, description="base station - cloud bandwidth (mec)")
-    backhaul_latency_ms: float = Field(5.0, ge=0)
-    cells: int = Field(2, ge=1, description="base stations (mec); clients spread evenly")
-    d2d_mbps: float | None = Field(None, gt=0, description="device-to-device links in a cell (mec)")
-    d2d_latency_ms: float = Field(2.0, ge=0)
+    bandwidth_mbps: float = Field(
+        20.0, ge=MIN_MBPS, le=MAX_MBPS, description="client access-link bandwidth"
+    )
+    latency_ms: float = Field(
+        10.0, ge=0, le=MAX_LATENCY_MS, description="client access-link latency"
+    )
+    backhaul_mbps: float = Field(
+        1000.0, ge=MIN_MBPS, le=MAX_MBPS, description="base station - cloud bandwidth (mec)"
+    )
+    backhaul_latency_ms: float = Field(5.0, ge=0, le=MAX_LATENCY_MS)
+    cells: int = Field(
+        2, ge=1, description="base stations (mec), at most clients.count; clients spread evenly"
+    )
+    d2d_mbps: float | None = Field(
+        None, ge=MIN_MBPS, le=MAX_MBPS, description="device-to-device links in a cell (mec)"
+    )
+    d2d_latency_ms: float = Field(2.0, ge=0, le=MAX_LATENCY_MS)
     radius: float = Field(0.35, gt=0, le=2, description="link radius (random_geometric)")
     loss: float = Field(
         0.0, ge=0, lt=1, description="packet loss on client links (star, mec, random_geometric)"
@@ -260,13 +389,69 @@ class NetworkConfig(_Strict):
                 "network.loss: applies to generated topologies; a topology file sets loss_rate "
                 "on each of its links"
             )
+        self._refuse_dead_keys()
         return self
+
+    # The keys each network reads (besides topology); any other key set is refused.
+    _USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ideal": (),
+        "star": ("bandwidth_mbps", "latency_ms", "loss", "transport", "tcp"),
+        "mec": (
+            "bandwidth_mbps",
+            "latency_ms",
+            "backhaul_mbps",
+            "backhaul_latency_ms",
+            "cells",
+            "d2d_mbps",
+            "d2d_latency_ms",
+            "loss",
+            "transport",
+            "tcp",
+        ),
+        "random_geometric": ("bandwidth_mbps", "latency_ms", "radius", "loss", "transport", "tcp"),
+        "file": ("transport", "tcp"),
+    }
+
+    def _refuse_dead_keys(self) -> None:
+        kind = self.topology if self.topology in self._USES else "file"
+        uses = self._USES[kind]
+        keys = [k for k in type(self).model_fields if k != "topology"]
+        dead = [k for k in self._set_off_default(*keys) if k not in uses]
+        if dead:
+            key = dead[0]
+            if kind == "ideal":
+                why = (
+                    "has no effect on the ideal network (instantaneous transfers); choose a "
+                    "topology (star, mec, random_geometric or a topology file) or drop the key"
+                )
+            elif kind == "file":
+                why = (
+                    f"has no effect with a topology file ({self.topology}): its links carry "
+                    "their own numbers; edit the file or drop the key"
+                )
+            else:
+                users = [t for t, u in self._USES.items() if key in u and t != "file"]
+                why = (
+                    f"has no effect on the {kind} topology (used by {', '.join(users)}); "
+                    "drop the key or choose that topology"
+                )
+            raise ValueError(f"network.{key}: {why}")
+        if self.d2d_mbps is None and self._set_off_default("d2d_latency_ms"):
+            raise ValueError(
+                "network.d2d_latency_ms: has no effect without network.d2d_mbps (no "
+                "device-to-device links); set d2d_mbps or drop the key"
+            )
+        if self.transport != "tcp" and self._set_off_default("tcp"):
+            raise ValueError(
+                f"network.tcp: has no effect with transport {self.transport!r}; set "
+                "network.transport=tcp or drop the section"
+            )
 
 
 class StalenessConfig(_Strict):
     function: Literal["constant", "polynomial", "hinge"] = "polynomial"
-    a: float = Field(0.5, ge=0)
-    b: int = Field(4, ge=0, description="hinge: staleness tolerated at full weight")
+    a: float = Field(0.5, ge=0, le=100)
+    b: int = Field(4, ge=0, le=1_000_000, description="hinge: staleness tolerated at full weight")
 
 
 class ServerOptimizerConfig(_Strict):
@@ -297,15 +482,53 @@ class FederationConfig(_Strict):
     """When clients work: synchronous rounds, FedAsync or FedBuff (stage 1, FedAvg, FedGate)."""
 
     mode: Literal["sync", "fedasync", "fedbuff"] = "sync"
-    clients_per_round: int | None = Field(None, ge=1, description="default: every client")
+    clients_per_round: int | None = Field(
+        None, ge=1, description="default: every client; at most clients.count"
+    )
     over_selection: float = Field(0.0, ge=0, le=10, description="sync: extra share selected")
-    deadline_s: float | None = Field(None, gt=0, description="sync: uploads later than this drop")
-    concurrency: int | None = Field(None, ge=1, description="async: clients training at once")
+    deadline_s: float | None = Field(
+        None, gt=0, le=1e7, description="sync: uploads later than this drop"
+    )
+    concurrency: int | None = Field(
+        None, ge=1, description="async: clients training at once, at most clients.count"
+    )
     mixing: float = Field(0.6, gt=0, le=1, description="fedasync: alpha of the mixing step")
     staleness: StalenessConfig = StalenessConfig()
-    buffer_size: int = Field(5, ge=1, description="fedbuff: updates per aggregation")
-    max_staleness: int | None = Field(None, ge=0, description="async: staler updates drop")
+    buffer_size: int = Field(5, ge=1, le=1_000_000, description="fedbuff: updates per aggregation")
+    max_staleness: int | None = Field(
+        None, ge=0, le=1_000_000, description="async: staler updates drop"
+    )
     server_optimizer: ServerOptimizerConfig = ServerOptimizerConfig()
+
+    # The keys only some modes read; clients_per_round and server_optimizer serve every mode.
+    _MODE_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "over_selection": ("sync",),
+        "deadline_s": ("sync",),
+        "concurrency": ("fedasync", "fedbuff"),
+        "max_staleness": ("fedasync", "fedbuff"),
+        "staleness": ("fedasync", "fedbuff"),
+        "mixing": ("fedasync",),
+        "buffer_size": ("fedbuff",),
+    }
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> FederationConfig:
+        for key in self._set_off_default(*self._MODE_KEYS):
+            modes = self._MODE_KEYS[key]
+            if self.mode not in modes:
+                raise ValueError(
+                    f"federation.{key}: has no effect in mode {self.mode!r} (used by "
+                    f"{' and '.join(modes)}); set federation.mode or drop the key"
+                )
+        st = self.staleness
+        used = {"constant": (), "polynomial": ("a",), "hinge": ("a", "b")}[st.function]
+        dead = [k for k in st._set_off_default("a", "b") if k not in used]
+        if dead and self.mode != "sync":
+            raise ValueError(
+                f"federation.staleness.{dead[0]}: has no effect with the {st.function} "
+                "staleness function (a: polynomial and hinge; b: hinge); drop the key"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -328,19 +551,31 @@ class RuntimeConfig(_Strict):
     backend: Literal["inprocess", "ray"] = "inprocess"
     device: Literal["cpu", "cuda", "auto"] = "auto"
     torch_threads: int | None = Field(
-        None, ge=1, description="threads of this process (inprocess); default: all cores"
+        None, ge=1, le=1024, description="threads of this process (inprocess); default: all cores"
     )
     cpus_per_client: float = Field(
-        1.0, gt=0, description="ray: CPUs reserved by each actor (one client task at a time)"
+        1.0,
+        ge=0.01,
+        le=1024,
+        description="ray: CPUs reserved by each actor (one client task at a time), 0.01..1024",
     )
     gpus_per_client: float = Field(
-        0.0, ge=0, description="ray: GPU share of each actor, e.g. 0.25 puts four on one GPU"
+        0.0,
+        ge=0,
+        le=64,
+        description="ray: GPU share of each actor, e.g. 0.25 puts four on one GPU (at most 64)",
     )
     max_actors: int | None = Field(
-        None, ge=1, description="ray: actors hosting the clients; default: what the cluster fits"
+        None,
+        ge=1,
+        le=10_000,
+        description="ray: actors hosting the clients; default: what the cluster fits",
     )
     ray_address: str | None = Field(
-        None, description="ray: join this cluster (e.g. ray://host:10001 or auto); default: local"
+        None,
+        min_length=1,
+        max_length=1000,
+        description="ray: join this cluster (e.g. ray://host:10001 or auto); default: local",
     )
     dashboard: bool = Field(False, description="ray: start the dashboard with a local cluster")
 
@@ -384,6 +619,7 @@ class InferenceConfig(_Strict):
     deadline_ms: float | None = Field(
         None,
         gt=0,
+        le=1e9,
         description="experts not back this long after the query arrived are left out of the "
         "mixture (weights renormalised); none back: the own expert answers. Default: wait for all",
     )
@@ -415,7 +651,13 @@ class OutputConfig(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = Field("scenario", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        "scenario",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="letters, digits, _ . - (at most 100): names the run folder",
+    )
     seed: int = Field(0, ge=0, lt=2**32)
     methods: list[str] = Field(default_factory=lambda: list(PAPER_METHODS), min_length=1)
     dataset: DatasetConfig = DatasetConfig()
@@ -451,7 +693,73 @@ class Scenario(_Strict):
                 f"inference.top_k: {k} exceeds clients.count ({self.clients.count}); "
                 f"choose 1..{self.clients.count} (or leave it out to use stages.gate.top_k)"
             )
+        n = self.clients.count
+        fed = self.federation
+        for key in ("clients_per_round", "concurrency"):
+            value = getattr(fed, key)
+            if value is not None and value > n:
+                raise ValueError(
+                    f"federation.{key}: {value} exceeds clients.count ({n}); choose 1..{n} "
+                    "(or leave it out: every client)"
+                )
+        if self.network.topology == "mec" and self.network.cells > n:
+            raise ValueError(
+                f"network.cells: {self.network.cells} cells for clients.count={n} leaves cells "
+                f"without clients; choose 1..{n}"
+            )
+        self._check_data_sizes()
         return self
+
+    def _check_data_sizes(self) -> None:
+        """What the partition needs from the data, checked before anything is loaded."""
+        ds, part, n = self.dataset, self.partition, self.clients.count
+        if ds.name not in DATASET_SIZES:
+            return
+        train_size, test_size = DATASET_SIZES[ds.name]
+        limit = "" if ds.name == "synthetic" else f" ({ds.name} has {train_size:,})"
+        for key, wanted, have in (
+            ("train_samples", ds.train_samples, train_size),
+            ("test_samples", ds.test_samples, test_size),
+        ):
+            if wanted is not None and wanted > have:
+                what = "generated at most" if ds.name == "synthetic" else "available"
+                raise ValueError(
+                    f"dataset.{key}: {wanted:,} exceeds the {have:,} samples {what} for "
+                    f"{ds.name}; choose 1..{have:,}"
+                )
+        samples = ds.train_samples if ds.train_samples is not None else train_size
+        if ds.name == "synthetic" and ds.train_samples is None:
+            samples = SYNTHETIC_TRAIN_DEFAULT
+        fewest = samples // n
+        if part.scheme == "shards":
+            shards = n * part.classes_per_client
+            if shards > samples:
+                raise ValueError(
+                    f"partition.classes_per_client: {n} clients x {part.classes_per_client} "
+                    f"shards = {shards:,} shards exceed the {samples:,} train samples; lower "
+                    "classes_per_client or clients.count, or raise dataset.train_samples"
+                )
+            fewest = (samples // shards) * part.classes_per_client
+        if part.scheme == "dirichlet":
+            fewest = samples // n  # the most every client can get at once; draws give less
+        if fewest < part.min_samples:
+            raise ValueError(
+                f"partition.min_samples: {samples:,} train samples{limit} over clients.count="
+                f"{n} give a client {fewest} (scheme {part.scheme}), fewer than min_samples="
+                f"{part.min_samples}; raise dataset.train_samples to at least "
+                f"{n * part.min_samples:,}, lower clients.count to "
+                f"{max(samples // part.min_samples, 1):,} or lower partition.min_samples"
+            )
+
+
+_MAX_SCENARIO_BYTES = 1_000_000
+_EMPTY = object()  # read_yaml's marker for a file without a document
+
+
+def _shown(value: Any) -> str:
+    """A user value in a message: its repr, cut short (a value may be a whole expanded section)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"... ({len(text):,} characters)"
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -463,8 +771,13 @@ def _format_validation_error(err: ValidationError) -> str:
         elif e["type"] == "value_error":
             # Our own cross-checks already start with the key path.
             lines.append(str(e["ctx"]["error"]))
+        elif e["type"] == "finite_number":
+            lines.append(
+                f"{path}: must be a finite number, not NaN or infinity "
+                f"(got {_shown(e.get('input'))})"
+            )
         else:
-            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"{path}: {e['msg']} (got {_shown(e.get('input'))})")
     return "invalid scenario:\n  " + "\n  ".join(lines)
 
 
@@ -479,18 +792,34 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     return "allowed here: " + ", ".join(model.model_fields)
 
 
+def parse_value(text: str, where: str) -> Any:
+    """A `--set` / `--grid` value read as YAML (0.1 a float, [1, 2] a list), with the bounded
+    loader's limits (nesting, aliases, digits); refusals name `where`."""
+    try:
+        return load_text(text, where)
+    except YamlInputError as exc:
+        if exc.syntax:
+            raise ScenarioError(
+                f"{where}: value {_shown(text)} is not valid YAML ({exc.detail})"
+            ) from None
+        raise ScenarioError(f"{where}: value {_shown(text)}: {exc.detail}") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.c=VALUE` -> (["a", "b", "c"], VALUE parsed as YAML, so 0.1 is a float, [1,2] a list)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ScenarioError(
-            f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. partition.alpha=0.1"
+            f"--set {_shown(text)}: expected KEY=VALUE with a dotted key, e.g. partition.alpha=0.1"
         )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from None
-    return key.strip().split("."), value
+    path = key.strip().split(".")
+    if len(path) > 8 or any(not part.strip() for part in path):
+        raise ScenarioError(
+            f"--set {_shown(key.strip())}: not a dotted key of the scenario (e.g. "
+            "partition.alpha); keys are names joined by single dots, at most 8 deep"
+        )
+    value = parse_value(raw, f"--set {key.strip()}") if raw.strip() else raw
+    return path, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -508,14 +837,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A scenario file's mapping; refused unless it is a UTF-8 YAML mapping within the bounded
+    loader's limits (safe_yaml.py): no duplicate keys, alias bombs, deep nesting or huge
+    integers."""
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+        raw = load_text(read_text(path, "scenario", _MAX_SCENARIO_BYTES), str(path), _EMPTY)
+    except YamlInputError as exc:
+        raise ScenarioError(str(exc)) from None
+    if raw is _EMPTY:
+        raise ScenarioError(
+            f"empty scenario: {path} (no keys; write at least `name: ...`, or {{}} for every "
+            "default)"
+        )
     if not isinstance(raw, dict):
-        raise ScenarioError(f"{path}: a scenario is a mapping of keys, got {type(raw).__name__}")
+        kind = "null" if raw is None else type(raw).__name__
+        raise ScenarioError(f"{path}: a scenario is a mapping of keys, got {kind}")
     return raw
 
 

@@ -42,10 +42,16 @@ def test_smoke_scenario_loads_with_its_values() -> None:
     assert sc.baselines.centralized.epochs == 2
 
 
-def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
-    sc = load_scenario(_write(tmp_path, ""))
+def test_an_empty_mapping_gives_the_defaults(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, "{}\n"))
     assert sc == Scenario()
     assert sc.methods == list(PAPER_METHODS)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_empty_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, text)
+    assert _error(path).startswith(f"empty scenario: {path}")
 
 
 # --- schema errors ----------------------------------------------------------------------------
