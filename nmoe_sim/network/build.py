@@ -18,6 +18,7 @@ from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.topology import (
     Topology,
     TopologyError,
+    connecting_radius,
     full_mesh,
     load_topology,
     mec,
@@ -66,6 +67,26 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
             loss_rate=cfg.loss,
         )
     if cfg.topology == "random_geometric":
+        return _random_geometric(cfg, num_clients, seed)
+    path = Path(cfg.topology)
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise ScenarioError(
+            f"network.topology: {cfg.topology!r} is neither ideal, "
+            f"{', '.join(GENERATED_TOPOLOGIES)} nor an existing topology YAML file"
+        )
+    return load_topology(path)
+
+
+def _random_geometric(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
+    """The default radius grows until the clients connect; a radius the user chose is kept,
+    and refused (with the smallest radius that would connect these clients) when it does not."""
+    chosen = "radius" in cfg.model_fields_set and cfg.radius != NetworkConfig().radius
+
+    def build(grow: bool) -> Topology:
         return random_geometric(
             num_clients,
             cfg.radius,
@@ -73,14 +94,22 @@ def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
             bandwidth_mbps=cfg.bandwidth_mbps,
             latency_ms=cfg.latency_ms,
             loss_rate=cfg.loss,
+            grow_radius=grow,
         )
-    path = Path(cfg.topology)
-    if not path.is_file():
+
+    if not chosen:
+        return build(True)
+    try:
+        return build(False)
+    except TopologyError:
+        needed = connecting_radius(build(True))
+        shown = math.ceil(needed * 1000) / 1000
         raise ScenarioError(
-            f"network.topology: {cfg.topology!r} is neither ideal, "
-            f"{', '.join(GENERATED_TOPOLOGIES)} nor an existing topology YAML file"
-        )
-    return load_topology(path)
+            f"network.radius: {cfg.radius:g} leaves some of the {num_clients} clients "
+            f"unconnected (positions of seed {seed}); the smallest radius that connects them "
+            f"is {needed:.4f}: set network.radius={shown:g} or more, or leave the key out (the "
+            "default grows until the clients connect)"
+        ) from None
 
 
 def make_transport(cfg: NetworkConfig) -> Transport:

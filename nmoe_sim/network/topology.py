@@ -25,7 +25,9 @@ from typing import Any, TypeGuard
 
 import networkx as nx
 import numpy as np
-import yaml
+
+from nmoe_sim.config import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
+from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 
 ROLES = ("cloud", "edge", "client")
 CLOUD_NODE = "cloud"
@@ -35,8 +37,17 @@ _NODE_KEYS = ("name", "role", "device_class")
 _LINK_KEYS = ("a", "b", "bandwidth_mbps", "latency_ms", "loss_rate", "directed")
 _LINK_REQUIRED = ("a", "b", "bandwidth_mbps", "latency_ms")
 
+# What a topology file may hold: beyond these the simulator would not finish (every client is
+# simulated), and the file would be mistaken.
+MAX_FILE_BYTES = 64_000_000
+MAX_NODES = 100_000
+MAX_LINKS = 1_000_000
+
 NodePath = tuple[str, ...]
 _Label = tuple[int, int, NodePath]  # (latency ns, hops, path): the total order paths are chosen by
+
+
+_EMPTY = object()  # load_text's answer for a file without a document
 
 
 class TopologyError(ValueError):
@@ -339,16 +350,23 @@ def _is_number(x: object) -> TypeGuard[int | float | np.integer | np.floating]:
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
 
 
+def _finite(x: object) -> TypeGuard[int | float | np.integer | np.floating]:
+    try:
+        return _is_number(x) and math.isfinite(x)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
 def _check_link_numbers(where: str, bw: object, lat: object, loss: object) -> None:
-    if not _is_number(bw) or not math.isfinite(bw) or bw <= 0:
+    if not _finite(bw) or bw <= 0:
         raise TopologyError(
             f"{where}: bandwidth_mbps must be a positive number of megabits per second, got {bw!r}"
         )
-    if not _is_number(lat) or not math.isfinite(lat) or lat < 0:
+    if not _finite(lat) or lat < 0:
         raise TopologyError(
             f"{where}: latency_ms must be a number of milliseconds >= 0, got {lat!r}"
         )
-    if not _is_number(loss) or not 0 <= loss < 1:
+    if not _finite(loss) or not 0 <= loss < 1:
         raise TopologyError(f"{where}: loss_rate must be in [0, 1), got {loss!r}")
 
 
@@ -407,12 +425,29 @@ def _unknown_keys(where: str, got: Mapping[str, Any], allowed: Sequence[str]) ->
             )
 
 
+def _file_numbers(where: str, bw: object, lat: object, loss: object) -> None:
+    """A file's link numbers: finite, of the right sign, and within what a real link can be."""
+    _check_link_numbers(where, bw, lat, loss)
+    assert _is_number(bw) and _is_number(lat)
+    if not MIN_MBPS <= bw <= MAX_MBPS:
+        raise TopologyError(
+            f"{where}: bandwidth_mbps {bw!r} is outside {MIN_MBPS:g}..{MAX_MBPS:g} Mbit/s"
+        )
+    if lat > MAX_LATENCY_MS:
+        raise TopologyError(
+            f"{where}: latency_ms {lat!r} is above {MAX_LATENCY_MS:g} ms (one minute per link)"
+        )
+
+
 def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topology:
     """A topology from a YAML file (path) or an already-parsed mapping.
 
     Schema: `nodes:` a list of {name, role, device_class}; `links:` a list of {a, b, bandwidth_mbps,
     latency_ms, loss_rate (default 0), directed (default false: the link exists both ways with the
-    same numbers)}; an optional `description:` string. Unknown keys are refused.
+    same numbers)}; an optional `description:` string. Unknown keys are refused. A file must be
+    UTF-8 YAML (read by the bounded loader of safe_yaml.py: no duplicate keys, alias bombs, deep
+    nesting), at most MAX_NODES nodes and MAX_LINKS links, with link numbers in
+    MIN_MBPS..MAX_MBPS Mbit/s and 0..MAX_LATENCY_MS ms.
     """
     if isinstance(source, Mapping):
         spec: Any = source
@@ -420,18 +455,27 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
     else:
         file = Path(source)
         origin = str(file)
+        if not file.is_file():
+            raise TopologyError(f"topology file {origin} not found")
         try:
-            spec = yaml.safe_load(file.read_text())
-        except FileNotFoundError as err:
-            raise TopologyError(f"topology file {origin} not found") from err
-        except yaml.YAMLError as err:
-            raise TopologyError(f"{origin}: not valid YAML ({err})") from err
+            spec = load_text(read_text(file, "topology", MAX_FILE_BYTES), origin, _EMPTY)
+        except YamlInputError as err:
+            raise TopologyError(str(err)) from None
+        if spec is _EMPTY:
+            raise TopologyError(f"empty topology: {origin} (expected `nodes:` and `links:`)")
     if not isinstance(spec, Mapping):
         raise TopologyError(f"{origin}: expected a mapping with `nodes:` and `links:`")
     _unknown_keys(origin, spec, _TOP_KEYS)
     for key in ("nodes", "links"):
         if not isinstance(spec.get(key), list) or not spec[key]:
             raise TopologyError(f"{origin}: `{key}:` must be a non-empty list")
+    for key, most in (("nodes", MAX_NODES), ("links", MAX_LINKS)):
+        if len(spec[key]) > most:
+            raise TopologyError(
+                f"{origin}: {len(spec[key]):,} {key}; a topology file may have at most {most:,}"
+            )
+    if not isinstance(spec.get("description", ""), str):
+        raise TopologyError(f"{origin}: description must be a string")
 
     g: nx.DiGraph[str] = nx.DiGraph()
     for i, node in enumerate(spec["nodes"]):
@@ -449,7 +493,15 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
             )
         if name in g:
             raise TopologyError(f"{where}: node {name!r} is declared twice")
-        g.add_node(name, role=node["role"], device_class=node["device_class"])
+        role, device_class = node["role"], node["device_class"]
+        if not isinstance(role, str) or role not in ROLES:
+            raise TopologyError(f"{where}: role {role!r}; use one of {', '.join(ROLES)}")
+        if not isinstance(device_class, str) or not device_class:
+            raise TopologyError(
+                f"{where}: device_class must be a non-empty string such as 'phone', "
+                f"got {device_class!r}"
+            )
+        g.add_node(name, role=role, device_class=device_class)
 
     edges: list[tuple[str, str, dict[str, float]]] = []
     seen: set[tuple[str, str]] = set()
@@ -465,6 +517,10 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
                 raise TopologyError(f"{where}: missing `{key}`")
         a, b = link["a"], link["b"]
         for end in (a, b):
+            if not isinstance(end, str):
+                raise TopologyError(
+                    f"{where}: a and b name nodes (strings; quote numbers), got {end!r}"
+                )
             if end not in g:
                 raise TopologyError(
                     f"{where}: unknown node {end!r}; declare it under `nodes:` or fix the name"
@@ -477,7 +533,7 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
             "latency_ms": link["latency_ms"],
             "loss_rate": link.get("loss_rate", 0.0),
         }
-        _check_link_numbers(f"{where} ({a} - {b})", *attrs.values())
+        _file_numbers(f"{where} ({a} - {b})", *attrs.values())
         attrs = {k: float(v) for k, v in attrs.items()}
         for u, v in [(a, b)] if directed else [(a, b), (b, a)]:
             if (u, v) in seen:
@@ -680,3 +736,31 @@ def _components(n: int, pairs: list[tuple[int, int, float]]) -> int:
             parent[ri] = rj
             parts -= 1
     return parts
+
+
+def connecting_radius(topology: Topology) -> float:
+    """The smallest link radius that connects the clients of a `random_geometric` topology: the
+    longest edge of their Euclidean minimum spanning tree (from the clients' `pos`)."""
+    g = topology.graph
+    clients = topology.clients
+    xs = [float(g.nodes[c]["pos"][0]) for c in clients]
+    ys = [float(g.nodes[c]["pos"][1]) for c in clients]
+    # Every MST edge is within the generator's (connected) final radius.
+    pairs = sorted(_pairs_within(xs, ys, float(g.graph["radius"])), key=lambda p: p[2])
+    parent = list(range(len(clients)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    longest, joined = 0.0, 1
+    for i, j, d in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+            longest, joined = d, joined + 1
+            if joined == len(clients):
+                break
+    return longest
