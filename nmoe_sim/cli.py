@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from types import FrameType
 
-import typer
-from rich.console import Console
-from rich.markup import escape
 
-from nmoe_sim.config import Scenario, ScenarioError, load_scenario
-from nmoe_sim.telemetry.output import OutputError
-from nmoe_sim.telemetry.summary import RunSummary
-from nmoe_sim.telemetry.table import summary_table
+def _interrupted_while_starting(signum: int, frame: FrameType | None) -> None:
+    # Ctrl-C (or SIGTERM) during the imports below: a word and the signal's exit code, never
+    # a traceback from deep inside an import.
+    sys.stderr.write("interrupted while starting; nothing was run\n")
+    raise SystemExit(128 + signum)
+
+
+try:  # only the main thread may set handlers (a test runner may import this elsewhere)
+    _STARTUP = {
+        s: signal.signal(s, _interrupted_while_starting) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+except ValueError:
+    _STARTUP = {}
+
+import shlex  # noqa: E402  # (after the handlers, like every import below)
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from nmoe_sim.checkpoint import PROGRESS, checkpoint_dir  # noqa: E402
+from nmoe_sim.config import Scenario, ScenarioError, load_scenario  # noqa: E402
+from nmoe_sim.interrupt import RunInterrupted, exit_code, interruptible  # noqa: E402
+from nmoe_sim.telemetry.output import OutputError  # noqa: E402
+from nmoe_sim.telemetry.summary import RunSummary  # noqa: E402
+from nmoe_sim.telemetry.table import summary_table  # noqa: E402
+
+for _signum, _handler in _STARTUP.items():
+    signal.signal(_signum, _handler)
 
 app = typer.Typer(
     add_completion=False,
@@ -52,23 +76,62 @@ def _ray_overrides(address: str | None) -> list[str]:
 
 def _fail(message: str, code: int) -> typer.Exit:
     # The message quotes user text (paths, YAML lines): never read it as rich markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
+EXIT_FAILED = 1  # a run failed at run time (or, for a sweep, some point did)
+
+ResumeOpt = typer.Option(
+    False,
+    "--resume",
+    help="continue the interrupted run (or sweep) in --out from its checkpoint; finished "
+    "work is not run again",
+)
+
+
+def resume_command(command: str, scenario: Path, target: Path, extra: list[str]) -> str:
+    """The exact command that continues this one, quoted for a shell."""
+    return shlex.join(["nmoe-sim", command, str(scenario), "--out", str(target), *extra])
+
+
+def _options(set_: list[str], seed: int | None, ray_address: str | None) -> list[str]:
+    """The options the user gave that shape the scenario, as they gave them."""
+    out = [a for s in set_ for a in ("--set", s)]
+    out += ["--seed", str(seed)] if seed is not None else []
+    out += ["--ray-address", ray_address] if ray_address is not None else []
+    return out
+
+
 @contextmanager
-def _run_errors(interrupted: str) -> Iterator[None]:
-    """Failures the user can act on, found once work has started: one message, an exit code."""
+def _run_errors(
+    not_started: str, resume_hint: str, kept: Callable[[], bool] = lambda: True
+) -> Iterator[None]:
+    """Failures the user can act on, found once work has started: one message, an exit code.
+    An interruption (SIGINT or SIGTERM) says what finished and how to go on; so does a failure
+    after some work was `kept`."""
     from nmoe_sim.data import DatasetUnavailable
 
     try:
-        yield
+        with interruptible():
+            yield
     except (OutputError, ScenarioError) as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     except DatasetUnavailable as exc:
         raise _fail(str(exc), EXIT_MISSING_DATA) from None
-    except KeyboardInterrupt:
-        raise _fail(interrupted, 130) from None
+    except RunInterrupted as exc:
+        # soft_wrap: the command must stay one line to be copied.
+        hint = f"{exc}; resume with: {resume_hint}"
+        err.print(escape(hint), highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except KeyboardInterrupt as exc:
+        err.print(escape(not_started), highlight=False)
+        raise typer.Exit(exit_code(exc)) from None
+    except Exception as exc:  # a failure no check foresaw: one line, and how to go on
+        message = f"the run failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        if kept():
+            message += f"; finished work is kept: after fixing the cause, go on with: {resume_hint}"
+        raise _fail(message, EXIT_FAILED) from None
 
 
 def _load(path: Path, overrides: list[str], seed: int | None) -> Scenario:
@@ -104,6 +167,7 @@ def run(
     set_: list[str] = SetOpt,
     seed: int | None = SeedOpt,
     ray_address: str | None = RayAddressOpt,
+    resume: bool = ResumeOpt,
 ):
     """Run every method of a scenario and write its run directory."""
     # Imported here so `validate` and `--help` stay fast (torch is heavy).
@@ -111,8 +175,14 @@ def run(
 
     sc = _load(scenario, [*set_, *_ray_overrides(ray_address)], seed)
     target = out_dir or sc.output.dir or default_out_dir(sc)
-    with _run_errors("interrupted; no run directory was written"):
-        summary = run_scenario(sc, target, err)
+    options = _options(set_, seed, ray_address)
+    again = resume_command("run", scenario, target, [*options, "--resume"])
+
+    def kept() -> bool:
+        return (checkpoint_dir(target) / PROGRESS).is_file()
+
+    with _run_errors("interrupted before any work was saved; nothing was written", again, kept):
+        summary = run_scenario(sc, target, err, resume=resume)
     out.print(summary_table(RunSummary.from_dict(summary)))
     out.print(f"run directory: {target}")
 
@@ -130,8 +200,10 @@ def sweep(
         None, "--jobs", min=1, help="points run at once (default: cores; 1 with the ray backend)"
     ),
     ray_address: str | None = RayAddressOpt,
+    resume: bool = ResumeOpt,
 ):
-    """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv."""
+    """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv.
+    A point that fails is recorded in sweep.csv (status, error) and the exit code is 1."""
     from nmoe_sim.engine import default_out_dir
     from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
 
@@ -144,10 +216,21 @@ def sweep(
         f"sweep-{default_out_dir(points[0].scenario).name}"
     )
     err.print(f"sweep: {len(points)} points into {target}")
-    with _run_errors(f"interrupted; finished points are kept in {target}"):
-        table = run_sweep(points, target, jobs)
+    extra = [a for g in grid for a in ("--grid", g)] + _options(set_, seed, ray_address)
+    extra += ["--jobs", str(jobs)] if jobs is not None else []
+    again = resume_command("sweep", scenario, target, [*extra, "--resume"])
+    with _run_errors(f"interrupted; finished points are kept in {target}", again):
+        table = run_sweep(points, target, jobs, resume=resume)
     typer.echo(table.to_string(index=False))
     out.print(f"sweep table: {target / 'sweep.csv'}")
+    failed = table.loc[table["status"] == "failed", "point"].tolist()
+    if failed:
+        raise _fail(
+            f"{len(failed)} of {len(points)} sweep points failed ({', '.join(failed)}; see the "
+            f"status and error columns of sweep.csv); after fixing the cause, run them with: "
+            f"{again}",
+            EXIT_FAILED,
+        )
 
 
 @app.command()
@@ -170,12 +253,20 @@ def report(
         target = build_report(path, out_dir)
     except ReportError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; no report written (an earlier one is kept)", 130) from None
+    except KeyboardInterrupt as exc:
+        message = "interrupted; no report written (an earlier one is kept)"
+        raise _fail(message, exit_code(exc)) from None
     out.print(f"report: {target / 'index.html'}")
     if (target / "timeline.json").is_file():
         out.print(f"timeline: {target / 'timeline.json'} (open in https://ui.perfetto.dev)")
 
 
 def main() -> None:
-    app()
+    # Commands map their own interruptions; this catches one between them (e.g. while typer
+    # parses the arguments or a command imports torch).
+    try:
+        with interruptible():
+            app()
+    except KeyboardInterrupt as exc:
+        err.print("interrupted", highlight=False)
+        sys.exit(exit_code(exc))

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -20,14 +21,15 @@ class Terminated(KeyboardInterrupt):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by a signal after its checkpoint was kept: what it had finished."""
+    """A run (or sweep) stopped by a signal after its checkpoint was kept: what it finished."""
 
-    def __init__(self, signum: int, finished: int, total: int, detail: str = "") -> None:
-        super().__init__(f"interrupted: finished {finished} of {total} methods{detail}")
+    def __init__(
+        self, signum: int, finished: int, total: int, detail: str = "", unit: str = "methods"
+    ) -> None:
+        super().__init__(f"interrupted: finished {finished} of {total} {unit}{detail}")
         self.signum = signum
         self.finished = finished
         self.total = total
-        self.detail = detail
 
 
 def signal_number(exc: BaseException) -> int:
@@ -50,16 +52,44 @@ def _raise_once(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
 
+_active = False  # whether `_raise_once` is meant to handle SIGINT/SIGTERM in this process
+
+
+def install() -> dict[signal.Signals, Any]:
+    """SIGINT and SIGTERM raise (once) in the main thread from now on; returns the previous
+    handlers. Raises ValueError outside the main thread."""
+    global _active
+    previous = {s: signal.signal(s, _raise_once) for s in (signal.SIGINT, signal.SIGTERM)}
+    _active = True
+    return previous
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM raise (once) in the main thread."""
+    global _active
+    was_active = _active
     try:
-        previous = {s: signal.signal(s, _raise_once) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = install()
     except ValueError:  # not the main thread (e.g. a test runner's worker): leave them be
         yield
         return
     try:
         yield
     finally:
+        _active = was_active
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def reclaim_signals() -> None:
+    """Take SIGINT/SIGTERM back after a library replaced our handlers: `ray.init` sets its own
+    SIGTERM handler (it kills Ray's processes and exits 1: no checkpoint message, no cleanup
+    of ours)."""
+    if not _active:
+        return
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _raise_once)
+    except ValueError:  # not the main thread
+        pass

@@ -8,10 +8,12 @@ the swept keys' values and the method's summary figures.
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from nmoe_sim.checkpoint import MANIFEST, checkpoint_dir, scenario_changes
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario
-from nmoe_sim.telemetry.output import check_output_dir
+from nmoe_sim.interrupt import RunInterrupted, signal_number
+from nmoe_sim.interrupt import install as install_signal_handlers
+from nmoe_sim.telemetry.output import OutputError, check_output_dir, is_complete
 from nmoe_sim.telemetry.summary import InferenceSummary, MethodSummary, RunSummary, sweep_figures
 
 # The summary fields marked as sweep figures; a method's `inference` ones become
@@ -88,19 +93,63 @@ def plan_sweep(
     return points
 
 
-def _run_point(point: SweepPoint, out_dir: Path, threads: int) -> dict[str, Any]:
-    from nmoe_sim.engine import run_scenario  # heavy import, only in the worker
-
+def _point_scenario(point: SweepPoint, threads: int) -> Scenario:
     scenario = point.scenario.model_copy(deep=True)
     scenario.runtime.torch_threads = scenario.runtime.torch_threads or threads
-    return run_scenario(scenario, out_dir / point.name)
+    return scenario
 
 
-def sweep_rows(points: Sequence[SweepPoint], summaries: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """sweep.csv: one row per point and method, from each point's summary.json object."""
+@dataclass(frozen=True)
+class PointOutcome:
+    """A point's summary.json object, or the one-line reason it failed."""
+
+    summary: dict[str, Any] | None
+    error: str | None = None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as sweep.csv's `error` cell: one line, type named unless it is ours."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    ours = isinstance(exc, ScenarioError | OutputError) or type(exc).__name__ in USER_ERRORS
+    line = text if ours else f"{type(exc).__name__}: {text}"
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+# Errors whose message already says what is wrong (DatasetUnavailable lives with the torch code).
+USER_ERRORS = ("DatasetUnavailable",)
+
+
+def _run_point(point: SweepPoint, out_dir: Path, threads: int, resume: bool) -> PointOutcome:
+    """Run (or resume) one point; a failure becomes the point's outcome, not the sweep's end."""
+    from nmoe_sim.engine import run_scenario  # heavy import, only where a point runs
+
+    target = out_dir / point.name
+    has_checkpoint = (checkpoint_dir(target) / MANIFEST).is_file()
+    try:
+        summary = run_scenario(
+            _point_scenario(point, threads), target, resume=resume and has_checkpoint
+        )
+    except Exception as exc:  # recorded in sweep.csv; the other points go on
+        return PointOutcome(None, one_line(exc))
+    return PointOutcome(summary)
+
+
+def _worker_started() -> None:
+    """In a point's process: SIGTERM (sent by the sweep when it is interrupted) unwinds the run
+    like Ctrl-C, so its checkpoint is kept and its backend closed."""
+    install_signal_handlers()
+
+
+def sweep_rows(points: Sequence[SweepPoint], outcomes: Sequence[PointOutcome]) -> pd.DataFrame:
+    """sweep.csv: one row per point and method, from each point's summary.json object, then
+    `status` (ok/failed) and `error`; a failed point has one row with its error."""
     rows = []
-    for point, summary in zip(points, summaries, strict=True):
-        for method, m in RunSummary.from_dict(summary).methods.items():
+    for point, outcome in zip(points, outcomes, strict=True):
+        if outcome.summary is None:
+            rows.append({"point": point.name, **point.settings, "status": "failed"})
+            rows[-1]["error"] = outcome.error
+            continue
+        for method, m in RunSummary.from_dict(outcome.summary).methods.items():
             served = m.inference
             rows.append(
                 {
@@ -113,28 +162,110 @@ def sweep_rows(points: Sequence[SweepPoint], summaries: Sequence[dict[str, Any]]
                         if served is not None
                         else {}
                     ),
+                    "status": "ok",
+                    "error": "",
                 }
             )
-    # Columns in first-seen order: a method without inference figures leaves them empty.
-    return pd.DataFrame(rows)
+    # Columns in first-seen order over the points that ran (a method without inference figures
+    # leaves them empty), status and error last whichever point came first.
+    columns: list[str] = []
+    for row in rows:
+        if row["status"] == "ok":
+            columns += [c for c in row if c not in columns and c not in ("status", "error")]
+    for row in rows:
+        columns += [c for c in row if c not in columns and c not in ("status", "error")]
+    table = pd.DataFrame(rows, columns=[*columns, "status", "error"])
+    failed = table["status"] == "failed"
+    if failed.any():
+        # A failed point's empty cells would turn integer figures into floats (12 -> 12.0):
+        # nullable integers keep the successful rows' values as they are written without one.
+        for column in columns:
+            values = [r[column] for r in rows if r["status"] == "ok" and column in r]
+            if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                table[column] = table[column].astype("Int64")
+    return table
 
 
-def run_sweep(points: Sequence[SweepPoint], out_dir: Path, jobs: int | None = None) -> pd.DataFrame:
-    check_output_dir(out_dir)
+def _complete_summary(point: SweepPoint, target: Path, threads: int) -> dict[str, Any]:
+    """A finished point's summary, once its config is the one this sweep would run."""
+    config = yaml.safe_load((target / "config.yaml").read_text())
+    config.pop("package_versions", None)
+    changes = scenario_changes(config, _point_scenario(point, threads).model_dump(mode="json"))
+    if changes:
+        raise ScenarioError(
+            f"sweep point {point.name} in {target.parent} was run with other settings "
+            f"({'; '.join(changes[:5])}); resume with the same grid and options, or choose "
+            "another --out"
+        )
+    summary: dict[str, Any] = json.loads((target / "summary.json").read_text())
+    return summary
+
+
+def run_sweep(
+    points: Sequence[SweepPoint], out_dir: Path, jobs: int | None = None, resume: bool = False
+) -> pd.DataFrame:
+    """Run every point (with `resume`: every point not complete yet) and write sweep.csv; a
+    failed point is a row with status `failed`. Interruptions raise `RunInterrupted`."""
+    if resume and not out_dir.is_dir():
+        raise OutputError(f"no sweep to resume at {out_dir}; run without --resume to start it")
+    if not resume:
+        check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     if jobs is None and any(p.scenario.runtime.backend == "ray" for p in points):
         jobs = 1  # each point's actors already take the cluster's CPUs
+    # From every point, not the ones left: a resumed point keeps the threads it started with.
     jobs = max(1, min(jobs or cores, len(points), cores))
     threads = max(1, cores // jobs)
-    if jobs == 1:
-        summaries = [_run_point(p, out_dir, threads) for p in points]
-    else:
-        # spawn, not fork: a forked copy of a process that already ran torch can deadlock.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = [pool.submit(_run_point, p, out_dir, threads) for p in points]
-            summaries = [f.result() for f in futures]
-    table = sweep_rows(points, summaries)
-    table.to_csv(out_dir / "sweep.csv", index=False)
+    outcomes: dict[int, PointOutcome] = {}
+    if resume:
+        for i, p in enumerate(points):
+            if is_complete(out_dir / p.name):
+                outcomes[i] = PointOutcome(_complete_summary(p, out_dir / p.name, threads))
+    todo = [i for i in range(len(points)) if i not in outcomes]
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for i in todo:
+                outcomes[i] = _run_point(points[i], out_dir, threads, resume)
+        else:
+            _run_in_processes(points, todo, out_dir, jobs, threads, resume, outcomes)
+    except KeyboardInterrupt as exc:
+        done = sum(o.summary is not None for o in outcomes.values())
+        raise RunInterrupted(signal_number(exc), done, len(points), unit="points") from None
+    table = sweep_rows(points, [outcomes[i] for i in range(len(points))])
+    tmp = out_dir / ".sweep.csv.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "sweep.csv")
     return table
+
+
+def _run_in_processes(
+    points: Sequence[SweepPoint],
+    todo: list[int],
+    out_dir: Path,
+    jobs: int,
+    threads: int,
+    resume: bool,
+    outcomes: dict[int, PointOutcome],
+) -> None:
+    # spawn, not fork: a forked copy of a process that already ran torch can deadlock.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_started)
+    try:
+        futures = {i: pool.submit(_run_point, points[i], out_dir, threads, resume) for i in todo}
+        for i, future in futures.items():
+            try:
+                outcomes[i] = future.result()
+            except BrokenProcessPool as exc:  # a point's process died (e.g. out of memory)
+                outcomes[i] = PointOutcome(None, f"its process died: {one_line(exc)}")
+    except KeyboardInterrupt:
+        # Points still running stop as an interrupted run does (checkpoint kept): SIGTERM them.
+        # (ProcessPoolExecutor has no public way to reach its workers before Python 3.14.)
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

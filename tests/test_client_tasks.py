@@ -124,6 +124,8 @@ def test_every_task_declares_what_it_touches() -> None:
         "embed": Access.WRITE,
         "fit_expert": Access.WRITE,
         "expert_weights": Access.READ,
+        "shared_stages": Access.READ,
+        "restore_shared_stages": Access.WRITE,
         "train_features": Access.READ,
         "serve_expert": Access.READ,
         "store_expert_probs": Access.WRITE,

@@ -41,6 +41,7 @@ import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from nmoe_sim.config import RuntimeConfig, ScenarioError
+from nmoe_sim.interrupt import reclaim_signals
 from nmoe_sim.learning.access import Access, access_of
 from nmoe_sim.learning.client import ClientState
 from nmoe_sim.runtime.backend import HostLost
@@ -351,6 +352,7 @@ def connect(runtime: RuntimeConfig) -> bool:
                 "install them with `.venv/bin/pip install 'ray[default]'` or drop the key"
             )
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=runtime.dashboard, **common)
+    reclaim_signals()
     return True
 
 
