@@ -12,9 +12,13 @@ Nothing here imports torch: the run's columns and summary come from the torch-fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +69,61 @@ def check_target(target: Path) -> None:
 
 
 def read_run_table(folder: Path, name: str) -> pd.DataFrame | None:
-    """One of the run's CSVs (schema.RUN_TABLES), refused unless it has the schema's columns."""
-    return read_csv(folder / name, columns(RUN_TABLES[name]))
+    """One of the run's CSVs (schema.RUN_TABLES), refused unless it has the schema's columns
+    and every value has its column's type (a truncated or edited file is named, with the line)."""
+    path = folder / name
+    frame = read_csv(path, columns(RUN_TABLES[name]))
+    if frame is None:
+        return None
+    for f in dataclasses.fields(RUN_TABLES[name]):
+        kind, _ = _column_kind(RUN_TABLES[name], f)
+        frame[f.name] = _checked_column(path, frame, f.name, kind, True)
+    frame["method"] = _checked_column(path, frame, "method", "str", False)
+    return frame
+
+
+def _column_kind(record: type, f: dataclasses.Field[Any]) -> tuple[str, bool]:
+    """("number" | "bool" | "str", optional) of a record field."""
+    hint = typing.get_type_hints(record)[f.name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in args
+    base = next(a for a in args if a is not type(None))
+    kind = "bool" if base is bool else "number" if base in (int, float) else "str"
+    return kind, optional
+
+
+def _checked_column(
+    path: Path, frame: pd.DataFrame, name: str, kind: str, may_be_empty: bool
+) -> pd.Series:
+    """The column with numbers as numbers; ReportError at the first value of another type."""
+    column = frame[name]
+    empty = column.isna()
+    if not may_be_empty and empty.any():
+        line = int(empty.to_numpy().argmax()) + 2
+        raise ReportError(
+            f"{path}: line {line} has no {name} (a truncated or damaged file?); write the run again"
+        )
+    if kind == "number":
+        values = pd.to_numeric(column, errors="coerce")
+        bad = (values.isna() & ~empty) | values.isin([math.inf, -math.inf])
+    elif kind == "bool":
+        values = column
+        bad = ~(empty | column.isin([True, False, "True", "False"]))
+    else:
+        return column
+    if bad.any():
+        at = int(bad.to_numpy().argmax())
+        raise ReportError(
+            f"{path}: line {at + 2}: {name} must be "
+            f"{'a finite number' if kind == 'number' else 'True or False'}, got "
+            f"{_shown(column.iloc[at])}"
+        )
+    return values
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "..."
 
 
 def read_csv(path: Path, need: Sequence[str], required: bool = False) -> pd.DataFrame | None:
@@ -76,9 +133,19 @@ def read_csv(path: Path, need: Sequence[str], required: bool = False) -> pd.Data
             raise ReportError(f"{path}: missing")
         return None
     try:
+        with path.open("rb") as fh:
+            fh.seek(max(path.stat().st_size - 1, 0))
+            last = fh.read(1)
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: not a readable CSV ({exc})") from None
+        raise ReportError(f"{path}: not a readable CSV ({str(exc)[:200]})") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if last not in (b"\n", b""):
+        # Every table is written whole, ending in a newline: this one was cut short.
+        raise ReportError(
+            f"{path}: the last line is cut short (a truncated file?); write the run again"
+        )
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -104,13 +171,78 @@ class RunData:
 
 def read_summary(path: Path) -> RunSummary:
     try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc})") from None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ReportError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(raw, dict):
+        raise ReportError(f"{path}: a run summary is a JSON object, got {type(raw).__name__}")
+    methods = raw.get("methods")
+    if not isinstance(methods, dict):
+        raise ReportError(
+            f"{path}: methods must be an object (method -> figures), got {_shown(methods)}"
+        )
+    for name, entry in methods.items():
+        if not isinstance(entry, dict):
+            raise ReportError(
+                f"{path}: methods.{name} must be an object of the method's figures, got "
+                f"{_shown(entry)}"
+            )
     try:
-        return RunSummary.from_dict(raw)
-    except (KeyError, TypeError, AttributeError) as exc:
+        summary = RunSummary.from_dict(raw)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ReportError(f"{path}: not a run summary of this version ({exc!r})") from None
+    problem = _type_problem(summary, "")
+    if problem:
+        raise ReportError(f"{path}: not a run summary of this version ({problem})")
+    return summary
+
+
+def _type_problem(value: Any, where: str, hint: Any = None) -> str | None:
+    """Where `value` (a summary dataclass, or a value of type `hint`) breaks its declared types:
+    numbers must be finite numbers (or null), texts texts, sections objects."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = typing.get_type_hints(type(value))
+        for f in dataclasses.fields(value):
+            key = f"{where}.{f.name}" if where else f.name
+            problem = _type_problem(getattr(value, f.name), key, hints[f.name])
+            if problem:
+                return problem
+        return None
+    if hint is None or hint is Any:
+        return None
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    shown = _shown(value)
+    if hint in (int, float):
+        ok = value is None or (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+        return None if ok else f"{where}: expected a number, got {shown}"
+    if hint is str:
+        return None if isinstance(value, str) else f"{where}: expected a text, got {shown}"
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {shown}"
+        for key, item in value.items():
+            problem = _type_problem(item, f"{where}.{key}", args[1])
+            if problem:
+                return problem
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where}: expected a list, got {shown}"
+        for i, item in enumerate(value):
+            problem = _type_problem(item, f"{where}[{i}]", args[0])
+            if problem:
+                return problem
+    return None
 
 
 def load_run(path: Path) -> RunData:
@@ -121,7 +253,16 @@ def load_run(path: Path) -> RunData:
         frame = read_csv(csv, ())
         assert frame is not None
         frame = frame.drop(columns=[c for c in frame.columns if c == "client"])
-        heatmaps[by_slug.get(csv.stem, csv.stem)] = frame.to_numpy(float)
+        try:
+            matrix = frame.to_numpy(float)
+        except (ValueError, TypeError):
+            matrix = None
+        if matrix is None or matrix.size == 0 or not np.isfinite(matrix).all():
+            raise ReportError(
+                f"{csv}: a gating heat map holds finite numbers (a client per row, an expert "
+                "per column); this one has text, gaps or no values"
+            )
+        heatmaps[by_slug.get(csv.stem, csv.stem)] = matrix
     order = {m: i for i, m in enumerate(summary.methods)}
     heatmaps = dict(sorted(heatmaps.items(), key=lambda kv: order.get(kv[0], len(order))))
     return RunData(
@@ -144,21 +285,26 @@ def build_report(path: Path, out: Path | None = None) -> Path:
     data = load_run(path) if kind == "run" else None
     table = None
     if kind == "sweep":
-        table = read_csv(path / "sweep.csv", ("method",), required=True)
-        assert table is not None
-        if not F.swept_keys(table):
-            raise ReportError(f"{path / 'sweep.csv'}: no swept key columns before `method`")
+        table = read_sweep_table(path / "sweep.csv")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         back = os.path.relpath(path.resolve(), target.resolve())
-        if data is not None:
-            text = _run_report(data, staging, back)
-        else:
-            assert table is not None
-            text = _sweep_report(path, table, staging, back)
+        try:
+            if data is not None:
+                text = _run_report(data, staging, back)
+            else:
+                assert table is not None
+                text = _sweep_report(path, table, staging, back)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # The files passed their checks but still do not fit together (edited by hand, or
+            # from another version): one message, never a traceback.
+            raise ReportError(
+                f"{path}: its files do not make a report ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); were they edited, or written by another version?"
+            ) from None
         (staging / "index.html").write_text(text, encoding="utf-8")
         (staging / MARKER).write_text("written by `nmoe-sim report`; replaced by the next one\n")
         if target.exists():
@@ -172,6 +318,19 @@ def build_report(path: Path, out: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def read_sweep_table(path: Path) -> pd.DataFrame:
+    """sweep.csv: methods named, figures numeric (empty where a point failed)."""
+    table = read_csv(path, ("method",), required=True)
+    assert table is not None
+    if not F.swept_keys(table):
+        raise ReportError(f"{path}: no swept key columns before `method`")
+    table["method"] = _checked_column(path, table, "method", "str", False)
+    for column in [*F.SWEEP_FIGURES, "wall_time_s"]:
+        if column in table.columns:
+            table[column] = _checked_column(path, table, column, "number", True)
+    return table
 
 
 # --- a run -----------------------------------------------------------------------------------
