@@ -158,7 +158,10 @@ def load_text(text: str, origin: str, empty: Any = None) -> Any:
 
     Errors are `YamlInputError("{origin}: ...")`.
     """
-    loader = BoundedLoader(text)
+    try:
+        loader = BoundedLoader(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        raise YamlInputError(origin, f"not valid YAML: {exc}", syntax=True) from None
     try:
         node = loader.get_single_node()
         if node is None:
