@@ -140,6 +140,22 @@ def _worker_started() -> None:
     install_signal_handlers()
 
 
+_worker_interrupted = False  # a worker, once interrupted, starts no further point
+
+
+def _run_point_in_worker(
+    point: SweepPoint, out_dir: Path, threads: int, resume: bool
+) -> PointOutcome:
+    global _worker_interrupted
+    if _worker_interrupted:  # points already queued to this process when the sweep stopped
+        raise KeyboardInterrupt
+    try:
+        return _run_point(point, out_dir, threads, resume)
+    except KeyboardInterrupt:
+        _worker_interrupted = True
+        raise
+
+
 def sweep_rows(points: Sequence[SweepPoint], outcomes: Sequence[PointOutcome]) -> pd.DataFrame:
     """sweep.csv: one row per point and method, from each point's summary.json object, then
     `status` (ok/failed) and `error`; a failed point has one row with its error."""
@@ -252,7 +268,9 @@ def _run_in_processes(
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_started)
     try:
-        futures = {i: pool.submit(_run_point, points[i], out_dir, threads, resume) for i in todo}
+        futures = {
+            i: pool.submit(_run_point_in_worker, points[i], out_dir, threads, resume) for i in todo
+        }
         for i, future in futures.items():
             try:
                 outcomes[i] = future.result()
