@@ -30,10 +30,11 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
+from nmoe_sim import interrupt  # noqa: E402
 from nmoe_sim.checkpoint import PROGRESS, checkpoint_dir  # noqa: E402
 from nmoe_sim.config import Scenario, ScenarioError, load_scenario  # noqa: E402
 from nmoe_sim.interrupt import RunInterrupted, exit_code, interruptible  # noqa: E402
-from nmoe_sim.telemetry.output import OutputError  # noqa: E402
+from nmoe_sim.telemetry.output import OutputError, default_run_dir  # noqa: E402
 from nmoe_sim.telemetry.summary import RunSummary  # noqa: E402
 from nmoe_sim.telemetry.table import summary_table  # noqa: E402
 
@@ -120,12 +121,10 @@ def _run_errors(
     except DatasetUnavailable as exc:
         raise _fail(str(exc), EXIT_MISSING_DATA) from None
     except RunInterrupted as exc:
-        # soft_wrap: the command must stay one line to be copied.
-        hint = f"{exc}; resume with: {resume_hint}"
-        err.print(escape(hint), highlight=False, soft_wrap=True)
+        _report(f"{exc}; resume with: {resume_hint}")
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt as exc:
-        err.print(escape(not_started), highlight=False)
+        _report(not_started)
         raise typer.Exit(exit_code(exc)) from None
     except Exception as exc:  # a failure no check foresaw: one line, and how to go on
         message = f"the run failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -170,11 +169,8 @@ def run(
     resume: bool = ResumeOpt,
 ):
     """Run every method of a scenario and write its run directory."""
-    # Imported here so `validate` and `--help` stay fast (torch is heavy).
-    from nmoe_sim.engine import default_out_dir, run_scenario
-
     sc = _load(scenario, [*set_, *_ray_overrides(ray_address)], seed)
-    target = out_dir or sc.output.dir or default_out_dir(sc)
+    target = out_dir or sc.output.dir or default_run_dir(sc.name)
     options = _options(set_, seed, ray_address)
     again = resume_command("run", scenario, target, [*options, "--resume"])
 
@@ -182,6 +178,9 @@ def run(
         return (checkpoint_dir(target) / PROGRESS).is_file()
 
     with _run_errors("interrupted before any work was saved; nothing was written", again, kept):
+        # Imported here so `validate` and `--help` stay fast (torch is heavy).
+        from nmoe_sim.engine import run_scenario
+
         summary = run_scenario(sc, target, err, resume=resume)
     out.print(summary_table(RunSummary.from_dict(summary)))
     out.print(f"run directory: {target}")
@@ -204,7 +203,6 @@ def sweep(
 ):
     """Run a scenario over the grid of --grid values: one run directory per point + sweep.csv.
     A point that fails is recorded in sweep.csv (status, error) and the exit code is 1."""
-    from nmoe_sim.engine import default_out_dir
     from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
 
     try:
@@ -212,9 +210,7 @@ def sweep(
         points = plan_sweep(scenario, axes, [*set_, *_ray_overrides(ray_address)], seed)
     except ScenarioError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    target = out_dir or default_out_dir(points[0].scenario).with_name(
-        f"sweep-{default_out_dir(points[0].scenario).name}"
-    )
+    target = out_dir or default_run_dir(f"sweep-{points[0].scenario.name}")
     err.print(f"sweep: {len(points)} points into {target}")
     extra = [a for g in grid for a in ("--grid", g)] + _options(set_, seed, ray_address)
     extra += ["--jobs", str(jobs)] if jobs is not None else []
@@ -254,19 +250,38 @@ def report(
     except ReportError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     except KeyboardInterrupt as exc:
-        message = "interrupted; no report written (an earlier one is kept)"
-        raise _fail(message, exit_code(exc)) from None
+        _report("interrupted; no report written (an earlier one is kept)")
+        raise typer.Exit(exit_code(exc)) from None
     out.print(f"report: {target / 'index.html'}")
     if (target / "timeline.json").is_file():
         out.print(f"timeline: {target / 'timeline.json'} (open in https://ui.perfetto.dev)")
 
 
+NOT_BEGUN = "interrupted before the command began its work; nothing was written"
+
+
 def main() -> None:
-    # Commands map their own interruptions; this catches one between them (e.g. while typer
-    # parses the arguments or a command imports torch).
+    # Commands report their own interruptions; this covers one outside them (e.g. while typer
+    # parses the arguments), which typer turns into a silent exit 130 whatever the signal.
     try:
         with interruptible():
             app()
     except KeyboardInterrupt as exc:
-        err.print("interrupted", highlight=False)
+        err.print(NOT_BEGUN, highlight=False)
         sys.exit(exit_code(exc))
+    except SystemExit as exc:
+        signum = interrupt.received
+        if signum is None or exc.code != 130 or _reported:
+            raise
+        err.print(NOT_BEGUN, highlight=False)
+        sys.exit(128 + signum)
+
+
+_reported = False  # whether a command already said it was interrupted
+
+
+def _report(message: str) -> None:
+    global _reported
+    _reported = True
+    # soft_wrap: a resume command in the message must stay one line to be copied.
+    err.print(escape(message), highlight=False, soft_wrap=True)

@@ -6,7 +6,6 @@ import itertools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from nmoe_sim.runtime import make_backend
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
-from nmoe_sim.telemetry.output import check_output_dir
+from nmoe_sim.telemetry.output import check_output_dir, default_run_dir
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.summary import DatasetInfo, MethodSummary, PerClient, RunSummary
 from nmoe_sim.telemetry.writer import write_run
@@ -79,8 +78,7 @@ class Population:
 
 
 def default_out_dir(scenario: Scenario) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario.name}-{stamp}"
+    return default_run_dir(scenario.name)
 
 
 def build_population(scenario: Scenario) -> Population:

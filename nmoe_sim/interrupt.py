@@ -42,7 +42,12 @@ def exit_code(exc: BaseException) -> int:
     return 128 + signal_number(exc)
 
 
+received: int | None = None  # the signal that interrupted this process, once one did
+
+
 def _raise_once(signum: int, frame: FrameType | None) -> None:
+    global received
+    received = signum
     # Further signals while the first one unwinds would cut the cleanup short (a backend half
     # closed, a traceback): ignore them until the command ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

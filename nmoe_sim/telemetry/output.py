@@ -6,6 +6,7 @@ Standard library only, so the CLI can name these errors without loading the writ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -30,3 +31,8 @@ def method_slug(method: str) -> str:
 def is_complete(path: Path) -> bool:
     """A finished run directory (written whole: staged, then renamed), summary.json and all."""
     return (path / "summary.json").is_file()
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/<name>-<UTC time>: where a run goes without --out."""
+    return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
