@@ -167,6 +167,7 @@ def open_checkpoint(out_dir: Path, scenario: dict[str, Any], resume: bool) -> Ch
     """Take (or start) the checkpoint of `out_dir`, refusing what cannot be continued."""
     folder = checkpoint_dir(out_dir)
     if resume and is_complete(out_dir):
+        _remove_leftover(folder, out_dir)
         raise OutputError(f"{out_dir} is already complete (it has summary.json); nothing to resume")
     check_output_dir(out_dir)
     if resume and not (folder / MANIFEST).is_file():
@@ -206,6 +207,18 @@ def open_checkpoint(out_dir: Path, scenario: dict[str, Any], resume: bool) -> Ch
         lock.close()
         raise
     return Checkpoint(out_dir, folder, resume, lock)
+
+
+def _remove_leftover(folder: Path, out_dir: Path) -> None:
+    """A checkpoint beside a complete run (stopped between the rename and the cleanup) is of no
+    further use, unless a run still holds it."""
+    if not folder.is_dir():
+        return
+    try:
+        _lock(folder, out_dir).close()
+    except (OutputError, OSError):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_manifest(folder: Path, scenario: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from nmoe_sim import checkpoint as ckpt
 from nmoe_sim import engine
 from nmoe_sim.checkpoint import ResumeRefused, checkpoint_dir, open_checkpoint
 from nmoe_sim.cli import app
-from nmoe_sim.config import Scenario
+from nmoe_sim.config import Scenario, ScenarioError
 from nmoe_sim.engine import run_scenario
 from nmoe_sim.interrupt import RunInterrupted
 from nmoe_sim.pipelines.finished import Finished
@@ -183,6 +183,19 @@ def test_resume_without_checkpoint_or_of_a_finished_run(tmp_path: Path) -> None:
     run_scenario(sc, tmp_path / "done")
     with pytest.raises(OutputError, match="already complete"):
         run_scenario(sc, tmp_path / "done", resume=True)
+
+
+def test_a_run_that_fails_before_saving_anything_leaves_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_data(scenario: Scenario) -> Any:
+        raise ScenarioError("dataset/partition settings cannot be met: (mocked)")
+
+    monkeypatch.setattr(engine, "build_population", no_data)
+    out = tmp_path / "run"
+    with pytest.raises(ScenarioError, match="mocked"):
+        run_scenario(tiny_scenario(methods=["local"]), out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_second_run_on_the_same_out_is_refused(tmp_path: Path) -> None:
