@@ -798,9 +798,10 @@ def parse_value(text: str, where: str) -> Any:
     try:
         return load_text(text, where)
     except YamlInputError as exc:
-        if exc.syntax:
+        if exc.syntax:  # PyYAML's multi-line report, on one line
+            detail = " ".join(exc.detail.split())
             raise ScenarioError(
-                f"{where}: value {_shown(text)} is not valid YAML ({exc.detail})"
+                f"{where}: value {_shown(text)} is not valid YAML ({detail})"
             ) from None
         raise ScenarioError(f"{where}: value {_shown(text)}: {exc.detail}") from None
 

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from nmoe_sim.checkpoint import MANIFEST, checkpoint_dir, scenario_changes
-from nmoe_sim.config import Scenario, ScenarioError, load_scenario
+from nmoe_sim.config import Scenario, ScenarioError, load_scenario, parse_value
 from nmoe_sim.interrupt import RunInterrupted, signal_number
 from nmoe_sim.interrupt import install as install_signal_handlers
 from nmoe_sim.telemetry.output import OutputError, check_output_dir, is_complete
@@ -47,12 +47,8 @@ def parse_grid(text: str) -> GridAxis:
         raise ScenarioError(
             f"--grid {text!r}: expected KEY=V1,V2,... e.g. network.bandwidth_mbps=1,10"
         )
-    values = []
-    for item in raw.split(","):
-        try:
-            values.append(yaml.safe_load(item))
-        except yaml.YAMLError:
-            raise ScenarioError(f"--grid {key}: value {item!r} is not valid YAML") from None
+    # The scenario loader's bounded reading (digits, nesting, aliases), naming the axis.
+    values = [parse_value(item, f"--grid {key.strip()}") for item in raw.split(",")]
     return GridAxis(key.strip(), tuple(values))
 
 

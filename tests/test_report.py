@@ -339,6 +339,16 @@ def test_sweep_report_one_figure_per_figure_and_key(tmp_path: Path) -> None:
     assert not (tmp_path / "sweep" / "report" / "timeline.json").exists()
 
 
+def test_sweep_report_leaves_failed_points_out(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path)
+    table = pd.read_csv(sweep / "sweep.csv").assign(status="ok", error="")
+    failed = {"point": "006_bandwidth_mbps=1000_fraction=0.0", "status": "failed", "error": "boom"}
+    table = pd.concat([table, pd.DataFrame([failed])], ignore_index=True)
+    table.to_csv(sweep / "sweep.csv", index=False)
+    pngs, _ = _check_pngs_linked(build_report(sweep))
+    assert len(pngs) == 12  # the same figures as without the failed point
+
+
 def test_log_axis_only_from_100x() -> None:
     assert _log_x([1, 10, 100], True)
     assert not _log_x([1, 10, 99], True)

@@ -321,9 +321,12 @@ def build_report(path: Path, out: Path | None = None) -> Path:
 
 
 def read_sweep_table(path: Path) -> pd.DataFrame:
-    """sweep.csv: methods named, figures numeric (empty where a point failed)."""
+    """sweep.csv: methods named, figures numeric (empty where a point failed). The rows of
+    points that failed (`status` failed: no method, no figures) are left out."""
     table = read_csv(path, ("method",), required=True)
     assert table is not None
+    if "status" in table.columns:
+        table = table[table["status"].astype(str) != "failed"].reset_index(drop=True)
     if not F.swept_keys(table):
         raise ReportError(f"{path}: no swept key columns before `method`")
     table["method"] = _checked_column(path, table, "method", "str", False)
