@@ -94,9 +94,6 @@ def test_sweep_cli_bad_grid_exits_2(scenario: Path, tmp_path: Path) -> None:
 
 
 def test_grid_values_are_read_with_the_scenario_loaders_bounds() -> None:
-    from nmoe_sim.config import ScenarioError
-    from nmoe_sim.sweep import parse_grid
-
     with pytest.raises(ScenarioError, match=r"--grid seed: value .*an integer of 5000 digits"):
         parse_grid("seed=" + "9" * 5000)
     assert parse_grid("partition.alpha=0.1,1").values == (0.1, 1)
