@@ -37,7 +37,7 @@ from nmoe_sim.network.topology import star
 from nmoe_sim.network.transports import TcpTransport
 from nmoe_sim.report.build import build_report
 from nmoe_sim.seeds import numpy_rng
-from nmoe_sim.sweep import sweep_rows
+from nmoe_sim.sweep import PointOutcome, sweep_rows
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import QueryRecord, columns
 from nmoe_sim.world import World
@@ -541,7 +541,7 @@ def test_report_and_sweep_read_the_inference_results(served: tuple[Path, dict]) 
     folder = build_report(out)
     assert (folder / "inference_latency_cdf.png").is_file()
     assert (folder / "inference_expert_load.png").is_file()
-    table = sweep_rows([_Point("p", {"network.bandwidth_mbps": 10})], [summary])
+    table = sweep_rows([_Point("p", {"network.bandwidth_mbps": 10})], [PointOutcome(summary)])
     assert {"inference_accuracy", "inference_latency_p99_ms", "inference_bytes_per_query"} <= set(
         table.columns
     )
