@@ -28,6 +28,7 @@ from nmoe_sim.pipelines.nmoe import NmoePipeline
 from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
 from nmoe_sim.telemetry.output import OutputError
 from tests.test_engine import tiny_scenario
+from tests.test_sweep import TINY  # the sweep tests' two-method scenario
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_FINGERPRINT = ckpt.code_fingerprint()  # the real one, before the fixture replaces it
@@ -234,20 +235,6 @@ def test_sigterm_ends_a_cli_run_with_143_and_the_resume_command(tmp_path: Path) 
     assert f"resume with: nmoe-sim run {path} --out {out} --resume" in stderr
     assert "interrupted: finished 1 of 6 methods" in stderr
     assert not out.exists() and (checkpoint_dir(out) / "manifest.json").is_file()
-
-
-TINY = """
-name: tiny
-seed: 3
-methods: [local, fedavg]
-dataset: {name: synthetic, train_samples: 300, test_samples: 100}
-partition: {scheme: iid, test_samples_per_client: 30}
-clients: {count: 3}
-model: {feature_dim: 8, expert_hidden: 8, gate_hidden: 4, projection_dim: 4}
-baselines: {local: {epochs: 1}, fedavg: {rounds: 2}}
-runtime: {device: cpu, torch_threads: 1}
-output: {plots: false}
-"""
 
 
 def test_a_failed_sweep_point_is_recorded_and_resumed(
