@@ -240,7 +240,7 @@ def _run(
                     dataset.test_x, dataset.test_y, population.test_parts, torch.device(device)
                 ),
                 make_network=network.make_network,
-                neighbours=network.neighbours,
+                neighbours=lambda: network.neighbours,
                 devices=device_profile(scenario, network.device_classes),
                 recorder=recorder,
                 progress=progress,

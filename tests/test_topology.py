@@ -414,3 +414,31 @@ def test_neighbours_follow_d2d_links_else_the_cell() -> None:
 def test_full_mesh_still_links_every_client() -> None:
     g = full_mesh([0, 1, 2, 3])
     assert g.number_of_edges() == 6 and sorted(g.neighbors(2)) == [0, 1, 3]
+
+
+def test_validation_builds_no_neighbour_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A star's clients all neighbour each other: n^2 edges. Building the network (what
+    `validate` does) must not build them; the walk's graph appears when first asked for."""
+    from typer.testing import CliRunner
+
+    from nmoe_sim.cli import app
+    from nmoe_sim.config import NetworkConfig
+    from nmoe_sim.network import build
+
+    setup = build.build_network(NetworkConfig(topology="star"), 3000, seed=0)
+    assert "neighbours" not in vars(setup)  # the cached graph is not there yet
+    small = build.build_network(NetworkConfig(topology="star"), 4, seed=0)
+    assert sorted(small.neighbours.edges) == list(itertools.combinations(range(4), 2))
+
+    built: list[build.NetworkSetup] = []
+    original = build.build_network
+
+    def recording(*args: Any, **kwargs: Any) -> build.NetworkSetup:
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(build, "build_network", recording)
+    scenario = Path(__file__).parent.parent / "scenarios" / "smoke.yaml"
+    result = CliRunner().invoke(app, ["validate", str(scenario)])
+    assert result.exit_code == 0, result.output
+    assert len(built) == 1 and "neighbours" not in vars(built[0])

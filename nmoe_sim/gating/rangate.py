@@ -12,4 +12,4 @@ from nmoe_sim.gating.passed import PassedGate
 class RanGate(PassedGate):
     def route(self, stage: GateStage, steps: int) -> list[int]:
         rng = np.random.default_rng(stage.ctx.seed(stage.method, "walk"))
-        return random_walk_route(stage.ctx.neighbours, steps, rng)
+        return random_walk_route(stage.ctx.neighbours(), steps, rng)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,16 @@ class _Renamed:
 @dataclass(frozen=True)
 class NetworkSetup:
     make_network: Callable[[], NetworkModel]  # a fresh link model per simulated world
-    neighbours: nx.Graph  # client ids; RanGate walks it
+    # Which clients neighbour which (client ids; RanGate walks it), built on first use: in a
+    # star every client neighbours every other, n^2 edges that validation and the methods that
+    # do not walk never need.
+    make_neighbours: Callable[[], nx.Graph]
     device_classes: list[str | None]  # per client, for devices.classes_gflops
     topology: Topology | None
+
+    @cached_property
+    def neighbours(self) -> nx.Graph:
+        return self.make_neighbours()
 
 
 def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
@@ -122,7 +130,7 @@ def make_transport(cfg: NetworkConfig) -> Transport:
 def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSetup:
     clients = list(range(num_clients))
     if cfg.topology == "ideal":
-        return NetworkSetup(IdealNetwork, full_mesh(clients), [None] * num_clients, None)
+        return NetworkSetup(IdealNetwork, lambda: full_mesh(clients), [None] * num_clients, None)
     try:
         topology = build_topology(cfg, num_clients, seed)
     except TopologyError as exc:
@@ -135,15 +143,19 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
     nodes = list(topology.clients[:num_clients])
     names = {SERVER: topology.cloud, **{client_node(c): nodes[c] for c in clients}}
     rank = {node: c for c, node in enumerate(nodes)}
-    neighbours: nx.Graph[int] = nx.Graph()
-    neighbours.add_nodes_from(clients)
-    neighbours.add_edges_from(
-        (c, rank[n]) for c in clients for n in topology.neighbours(nodes[c]) if n in rank
-    )
-    # A client whose only topology neighbours are unused nodes (e.g. the last, partly filled
-    # cell) can still reach every client through the cloud.
-    for c in [c for c in clients if neighbours.degree(c) == 0]:
-        neighbours.add_edges_from((c, other) for other in clients if other != c)
+
+    def make_neighbours() -> nx.Graph:
+        neighbours: nx.Graph[int] = nx.Graph()
+        neighbours.add_nodes_from(clients)
+        neighbours.add_edges_from(
+            (c, rank[n]) for c in clients for n in topology.neighbours(nodes[c]) if n in rank
+        )
+        # A client whose only topology neighbours are unused nodes (e.g. the last, partly
+        # filled cell) can still reach every client through the cloud.
+        for c in [c for c in clients if neighbours.degree(c) == 0]:
+            neighbours.add_edges_from((c, other) for other in clients if other != c)
+        return neighbours
+
     identity = all(k == v for k, v in names.items())
 
     def make_network() -> NetworkModel:
@@ -151,4 +163,4 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         return flows if identity else _Renamed(flows, names)
 
     classes: list[str | None] = [topology.device_class(n) for n in nodes]
-    return NetworkSetup(make_network, neighbours, classes, topology)
+    return NetworkSetup(make_network, make_neighbours, classes, topology)

@@ -48,8 +48,8 @@ class RunContext:
     evaluator: Evaluator
     # A fresh network per world: link state (flows in progress) belongs to one clock.
     make_network: Callable[[], NetworkModel]
-    # Which clients neighbour which (RanGate's random walk).
-    neighbours: nx.Graph
+    # Which clients neighbour which (RanGate's random walk), built when first asked for.
+    neighbours: Callable[[], nx.Graph]
     devices: DeviceProfile
     recorder: Recorder
     progress: RunProgress
