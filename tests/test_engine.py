@@ -197,3 +197,30 @@ def test_existing_output_is_never_overwritten(tmp_path: Path) -> None:
         run_scenario(tiny_scenario(methods=["local"]), out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left
+
+
+def test_compare_runs_sees_every_change_but_wall_time(
+    run: tuple[Scenario, Path, dict], tmp_path: Path
+) -> None:
+    """benchmarks/compare_runs.py, the same-seed check for refactors."""
+    import shutil
+
+    from benchmarks.compare_runs import differences
+
+    _, out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert differences(out, copy) == []
+    tasks = pd.read_csv(copy / "tasks.csv")
+    tasks["host_wall_s"] += 1.0  # host time is not a result
+    tasks.to_csv(copy / "tasks.csv", index=False)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["wall_time_s"] += 1.0
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert differences(out, copy) == []
+    trace = pd.read_csv(copy / "trace.csv")
+    trace.loc[0, "size_bytes"] += 1
+    trace.to_csv(copy / "trace.csv", index=False)
+    summary["seed"] += 1
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert differences(out, copy) == ["summary.json", "trace.csv"]
