@@ -45,10 +45,9 @@ def differences(base: Path, new: Path) -> list[str]:
             continue
         drop = HOST_TIME_COLUMNS.get(str(rel))
         if drop:
-            same = (
-                pd.read_csv(path).drop(columns=drop).to_csv(index=False)
-                == pd.read_csv(other).drop(columns=drop).to_csv(index=False)
-            )
+            same = pd.read_csv(path).drop(columns=drop).to_csv(index=False) == pd.read_csv(
+                other
+            ).drop(columns=drop).to_csv(index=False)
         else:
             same = path.read_bytes() == other.read_bytes()
         if not same:
