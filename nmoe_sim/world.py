@@ -16,7 +16,8 @@ from nmoe_sim.network.channel import Channel, NetworkModel
 from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, TaskDropped, client_node
 from nmoe_sim.runtime.backend import Backend, CompletedTask, HostLost, TaskHandle
 from nmoe_sim.seeds import numpy_rng
-from nmoe_sim.telemetry.records import MethodLog, Recorder, TaskRecord
+from nmoe_sim.telemetry.records import MethodLog, Recorder
+from nmoe_sim.telemetry.schema import TaskRecord
 
 
 @dataclass

@@ -30,7 +30,8 @@ from nmoe_sim.federation.sync import SyncSettings, sync_rounds
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, DeviceProfile, client_node
 from nmoe_sim.runtime.backend import InProcessBackend
-from nmoe_sim.telemetry.records import MethodLog, Recorder, UpdateRecord
+from nmoe_sim.telemetry.records import MethodLog, Recorder
+from nmoe_sim.telemetry.schema import UpdateRecord
 from nmoe_sim.world import World
 
 REASONS = {"late", "over_selected", "stale", "dropout", "offline"}

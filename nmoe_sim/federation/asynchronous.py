@@ -39,7 +39,7 @@ from nmoe_sim.federation.sync import (
 )
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, TaskDropped, client_node
-from nmoe_sim.telemetry.records import UpdateRecord
+from nmoe_sim.telemetry.schema import UpdateRecord
 from nmoe_sim.world import World
 
 __all__ = ["fedasync", "fedbuff", "mix", "run_async"]

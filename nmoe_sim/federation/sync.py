@@ -21,7 +21,7 @@ from nmoe_sim.federation.aggregate import Weights
 from nmoe_sim.federation.rules import ServerRule, WeightedMean
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import SERVER, TaskDropped, client_node
-from nmoe_sim.telemetry.records import RoundRecord, UpdateRecord
+from nmoe_sim.telemetry.schema import RoundRecord, UpdateRecord
 from nmoe_sim.world import World
 
 # What a client computes, as drivers ask it: (client, weights received or None, round or step)

@@ -18,19 +18,6 @@ from nmoe_sim.telemetry.schema import (
 )
 from nmoe_sim.telemetry.summary import StageFigures, UpdateCounts
 
-# The record types are defined in schema.py; they are named here too because the drivers and
-# the world record through this module.
-__all__ = [
-    "MethodLog",
-    "MetricRecord",
-    "QueryRecord",
-    "Recorder",
-    "RoundRecord",
-    "TaskRecord",
-    "TransferRecord",
-    "UpdateRecord",
-]
-
 
 @dataclass
 class MethodLog:
