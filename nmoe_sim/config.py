@@ -157,7 +157,7 @@ class PartitionConfig(_Strict):
 
 
 class ClientsConfig(_Strict):
-    count: int = Field(10, ge=2, le=10_000, description="at most 10,000")
+    count: int = Field(10, ge=2, le=100_000, description="at most 100,000")
 
 
 class ModelConfig(_Strict):
@@ -310,6 +310,9 @@ GENERATED_TOPOLOGIES = ("star", "mec", "random_geometric")
 MIN_MBPS = 1e-3  # 1 kbit/s
 MAX_MBPS = 1e7  # 10 Tbit/s
 MAX_LATENCY_MS = 60_000.0  # one minute per link
+# Directed links a network may have (a topology file's, or a generator's): beyond this the graph
+# alone outgrows memory, and a link-per-pair mesh is the wrong model for so many devices.
+MAX_LINKS = 1_000_000
 
 
 class TcpConfig(_Strict):
@@ -707,8 +710,28 @@ class Scenario(_Strict):
                 f"network.cells: {self.network.cells} cells for clients.count={n} leaves cells "
                 f"without clients; choose 1..{n}"
             )
+        self._check_d2d_mesh()
         self._check_data_sizes()
         return self
+
+    def _check_d2d_mesh(self) -> None:
+        """mec's d2d links join every pair of clients in a cell: quadratic in the cell's size."""
+        net, n = self.network, self.clients.count
+        if net.topology != "mec" or net.d2d_mbps is None:
+            return
+
+        def mesh_links(cells: int) -> int:
+            per_cell = -(-n // cells)
+            return cells * per_cell * (per_cell - 1)
+
+        links, per_cell = mesh_links(net.cells), -(-n // net.cells)
+        if links > MAX_LINKS:
+            fits = next(c for c in range(net.cells, n + 1) if mesh_links(c) <= MAX_LINKS)
+            raise ValueError(
+                f"network.d2d_mbps: a device-to-device link between every pair of clients in "
+                f"each of {net.cells} cells of {per_cell} is {links:,} directed links (at most "
+                f"{MAX_LINKS:,}); use at least {fits} cells (network.cells), or drop d2d_mbps"
+            )
 
     def _check_data_sizes(self) -> None:
         """What the partition needs from the data, checked before anything is loaded."""

@@ -473,3 +473,14 @@ def test_fuzz_topology_files_load_or_refuse_cleanly(
         assert str(exc)
     scenario = _write(tmp_path, f"clients: {{count: {clients}}}\nnetwork: {{topology: {path}}}\n")
     _clean_exit(_validate(scenario))
+
+
+def test_a_d2d_mesh_too_large_names_the_cells_that_fit(tmp_path: Path) -> None:
+    # 3,000 clients in one cell: 3000 * 2999 directed d2d links. Ten cells of 300 are
+    # 10 * 300 * 299 = 897,000 <= 1,000,000; nine of 334 are 1,000,998 > 1,000,000.
+    text = "name: t\nclients: {count: 3000}\nnetwork: {topology: mec, cells: 1, d2d_mbps: 50}\n"
+    assert _error(_write(tmp_path, text)).endswith(
+        "network.d2d_mbps: a device-to-device link between every pair of clients in each of 1 "
+        "cells of 3000 is 8,997,000 directed links (at most 1,000,000); use at least 10 cells "
+        "(network.cells), or drop d2d_mbps"
+    )

@@ -26,7 +26,7 @@ from typing import Any, TypeGuard
 import networkx as nx
 import numpy as np
 
-from nmoe_sim.config import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
+from nmoe_sim.config import MAX_LATENCY_MS, MAX_LINKS, MAX_MBPS, MIN_MBPS
 from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 
 ROLES = ("cloud", "edge", "client")
@@ -41,7 +41,6 @@ _LINK_REQUIRED = ("a", "b", "bandwidth_mbps", "latency_ms")
 # simulated), and the file would be mistaken.
 MAX_FILE_BYTES = 64_000_000
 MAX_NODES = 100_000
-MAX_LINKS = 1_000_000
 
 NodePath = tuple[str, ...]
 _Label = tuple[int, int, NodePath]  # (latency ns, hops, path): the total order paths are chosen by
