@@ -202,6 +202,12 @@ class GateStageConfig(_Strict):
     )
     local_epochs: int = Field(1, ge=1, le=10_000)
     top_k: int = Field(2, ge=1, description="experts mixed per input, at most clients.count")
+    remote_experts: int | None = Field(
+        None,
+        ge=1,
+        description="remote experts each client exchanges with and may route to (a seeded "
+        "sample, plus its own); default: every other client",
+    )
     routing_noise: float = Field(
         0.0, ge=0, le=100, description="std of Gaussian noise on gate scores, at most 100"
     )
@@ -696,6 +702,7 @@ class Scenario(_Strict):
                 f"inference.top_k: {k} exceeds clients.count ({self.clients.count}); "
                 f"choose 1..{self.clients.count} (or leave it out to use stages.gate.top_k)"
             )
+        self._check_remote_experts(bool(gated))
         n = self.clients.count
         fed = self.federation
         for key in ("clients_per_round", "concurrency"):
@@ -732,6 +739,27 @@ class Scenario(_Strict):
                 f"each of {net.cells} cells of {per_cell} is {links:,} directed links (at most "
                 f"{MAX_LINKS:,}); use at least {fits} cells (network.cells), or drop d2d_mbps"
             )
+
+    def _check_remote_experts(self, gated: bool) -> None:
+        """A client reaches its own expert plus `remote_experts` others: no top k beyond that."""
+        m, n = self.stages.gate.remote_experts, self.clients.count
+        if m is None:
+            return
+        if m > n - 1:
+            raise ValueError(
+                f"stages.gate.remote_experts: {m} exceeds the other clients (clients.count - 1 = "
+                f"{n - 1}); choose 1..{n - 1} (or leave it out: every other client)"
+            )
+        for key, k in (
+            ("stages.gate.top_k", self.stages.gate.top_k if gated else None),
+            ("inference.top_k", self.inference.top_k),
+        ):
+            if k is not None and k > m + 1:
+                raise ValueError(
+                    f"{key}: {k} exceeds the experts a client reaches with "
+                    f"stages.gate.remote_experts={m} (its own + {m}); lower {key} to at most "
+                    f"{m + 1} or raise stages.gate.remote_experts to at least {k - 1}"
+                )
 
     def _check_data_sizes(self) -> None:
         """What the partition needs from the data, checked before anything is loaded."""

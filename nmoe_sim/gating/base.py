@@ -3,7 +3,8 @@
 A scheme trains (or fixes) each client's routing over the experts. `LearnedGate` schemes run
 stage 3 on the network: they exchange expert outputs, then train gates with the client task
 `fit_gate` in a federation pattern of their own. `FixedRouting` schemes are references over
-the same experts with no stage 3 at all.
+the same experts with no stage 3 at all. Which experts a client may use at all
+(`stages.gate.remote_experts`) is decided here, in `GateStage.experts`, for every scheme alike.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from nmoe_sim.gating.reach import reachable_experts
 from nmoe_sim.learning import client as tasks
 from nmoe_sim.learning.client import GateSettings, Weights
 from nmoe_sim.learning.evaluate import gate_routing, gate_scores, mixture_predictions
+from nmoe_sim.models.gate import mask_scores
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.network.devices import client_node
 from nmoe_sim.pipelines.context import RunContext
@@ -33,6 +36,8 @@ class ServingRoute:
     scores: list[np.ndarray]
     top_k: int
     latency_weight: float
+    # Per client, the experts it may ask (the others score -inf); None: every expert.
+    experts: list[tuple[int, ...]] | None = None
 
 
 @dataclass
@@ -47,6 +52,7 @@ class GateStage:
     expert_probs: torch.Tensor  # [test, experts, classes]
     log: MethodLog
     world_: World | None = field(default=None, repr=False)
+    reach_: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def world(self) -> World:
@@ -60,6 +66,28 @@ class GateStage:
     def num_clients(self) -> int:
         return len(self.ctx.client_ids)
 
+    def experts(self, cid: int) -> tuple[int, ...] | None:
+        """The experts client `cid` may route to: its own plus its seeded sample of
+        `stages.gate.remote_experts` others, sorted; None: every expert (the default)."""
+        remote = self.ctx.scenario.stages.gate.remote_experts
+        if remote is None:
+            return None
+        if cid not in self.reach_:
+            seed = self.ctx.scenario.seed
+            self.reach_[cid] = reachable_experts(seed, self.pipeline, cid, self.num_clients, remote)
+        return self.reach_[cid]
+
+    def all_experts(self) -> list[tuple[int, ...]] | None:
+        """`experts` of every client, in client order; None: every client reaches every expert."""
+        if self.ctx.scenario.stages.gate.remote_experts is None:
+            return None
+        return [e for e in map(self.experts, self.ctx.client_ids) if e is not None]
+
+    def remote_experts(self, cid: int) -> list[int]:
+        """The other clients whose experts `cid` exchanges features with."""
+        experts = self.experts(cid)
+        return [j for j in (self.ctx.client_ids if experts is None else experts) if j != cid]
+
     def plan(self, cid: int, incoming: Weights | None, step: int) -> tuple:
         """The gate training task of client `cid` at `step` (a driver's `LocalPlan`)."""
         ctx, cfg = self.ctx, self.ctx.scenario.stages.gate
@@ -68,7 +96,16 @@ class GateStage:
         )
         flops = TRAIN_FLOPS_FACTOR * ctx.spec.forward_flops("gate") * cfg.local_epochs
         seed = ctx.seed(self.method, "gate", step, cid)
-        args = (self.pipeline, self.method, incoming, cfg.optim, cfg.local_epochs, settings, seed)
+        args = (
+            self.pipeline,
+            self.method,
+            incoming,
+            cfg.optim,
+            cfg.local_epochs,
+            settings,
+            seed,
+            self.experts(cid),
+        )
         return flops * ctx.num_train[cid], tasks.fit_gate, args
 
     def client_gates(
@@ -92,9 +129,11 @@ class GateStage:
         """Each client's top-k gate routing on the test features (see `client_gates`)."""
         ctx = self.ctx
         k = ctx.scenario.stages.gate.top_k
+        device = torch.device(ctx.device)
+        gates = self.client_gates(fallback, shared)
         return [
-            gate_routing(ctx.spec, gate, self.features, k, torch.device(ctx.device))
-            for gate in self.client_gates(fallback, shared)
+            gate_routing(ctx.spec, gate, self.features, k, device, self.experts(c))
+            for c, gate in zip(ctx.client_ids, gates, strict=True)
         ]
 
     def evaluate(
@@ -113,9 +152,10 @@ class GateStage:
         self.world.metric("gate", round_, scores.accuracy_global, loss)
 
     def exchange_expert_outputs(self) -> Generator:
-        """Each client sends its train features to every remote expert once and caches the
-        answers: experts are frozen in stage 3, so this is exact and the cheapest protocol.
-        (The own expert's outputs were recorded in stage 2.)"""
+        """Each client sends its train features to each of its remote experts (every other
+        client, or its sample of `stages.gate.remote_experts`) once and caches the answers:
+        experts are frozen in stage 3, so this is exact and the cheapest protocol. (The own
+        expert's outputs were recorded in stage 2.)"""
         ctx, world = self.ctx, self.world
         serve_flops = ctx.spec.forward_flops("expert")
 
@@ -138,7 +178,7 @@ class GateStage:
             ctx.backend.submit(i, tasks.store_expert_probs, self.pipeline, j, probs).result()
 
         procs = [
-            world.env.process(pair(i, j)) for i in ctx.client_ids for j in ctx.client_ids if i != j
+            world.env.process(pair(i, j)) for i in ctx.client_ids for j in self.remote_experts(i)
         ]
         yield world.env.all_of(procs)
 
@@ -177,11 +217,16 @@ class LearnedGate:
     def serving(self, stage: GateStage) -> ServingRoute:
         ctx = stage.ctx
         device = torch.device(ctx.device)
-        scores = [
-            gate_scores(ctx.spec, g, stage.features, device).numpy() for g in stage.client_gates()
-        ]
+        scores = []
+        for c, gate in zip(ctx.client_ids, stage.client_gates(), strict=True):
+            score = gate_scores(ctx.spec, gate, stage.features, device)
+            experts = stage.experts(c)
+            scores.append(score if experts is None else mask_scores(score, torch.tensor(experts)))
         cfg = ctx.scenario.inference
-        return ServingRoute(scores, cfg.top_k or ctx.scenario.stages.gate.top_k, cfg.latency_weight)
+        top_k = cfg.top_k or ctx.scenario.stages.gate.top_k
+        return ServingRoute(
+            [s.numpy() for s in scores], top_k, cfg.latency_weight, stage.all_experts()
+        )
 
 
 class FixedRouting:
@@ -195,17 +240,27 @@ class FixedRouting:
         """Client `client`'s weight on each expert (the same for every input)."""
         raise NotImplementedError
 
+    def reachable_weights(self, stage: GateStage, client: int, num_experts: int) -> np.ndarray:
+        """`weights` kept on the experts the client may use (`GateStage.experts`), renormalised:
+        a client restricted to a sample cannot mix experts it has no way to reach."""
+        w = self.weights(client, num_experts)
+        experts = stage.experts(client)
+        if experts is None:
+            return w
+        kept = np.zeros_like(w)
+        kept[list(experts)] = w[list(experts)]
+        return kept / kept.sum()
+
     def routings(self, stage: GateStage) -> list[torch.Tensor]:
         n_test, n_experts = stage.expert_probs.shape[:2]
-        return [
-            torch.from_numpy(self.weights(i, n_experts)).float().expand(n_test, -1).clone()
-            for i in range(stage.num_clients)
-        ]
+        weights = (self.reachable_weights(stage, i, n_experts) for i in range(stage.num_clients))
+        return [torch.from_numpy(w).float().expand(n_test, -1).clone() for w in weights]
 
     def serving(self, stage: GateStage) -> ServingRoute:
         # The fixed weights serve as scores: the top k that covers every non-zero weight keeps
         # them, and equal kept scores mix equally, as the weights say.
         n_test, n_experts = stage.expert_probs.shape[:2]
-        weights = [self.weights(i, n_experts) for i in range(stage.num_clients)]
+        weights = [self.reachable_weights(stage, i, n_experts) for i in range(stage.num_clients)]
         top_k = max(int(np.count_nonzero(w)) for w in weights)
-        return ServingRoute([np.tile(w, (n_test, 1)) for w in weights], top_k, 0.0)
+        tiled = [np.tile(w, (n_test, 1)) for w in weights]
+        return ServingRoute(tiled, top_k, 0.0, stage.all_experts())

@@ -85,11 +85,15 @@ def nominal_round_trips(
     features_bytes: int,
     output_bytes: int,
     service_mean_s: Sequence[float],
+    experts: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """[clients, experts] idle round trips: features there, mean service, output back, each
     transfer timed alone on an empty network of its own clock (the client's knowledge of its
     links' specifications, not of their future load), once a first transfer between the two has
-    opened whatever connection the transport keeps. Own expert: its service time only."""
+    opened whatever connection the transport keeps. Own expert: its service time only.
+
+    `experts[c]`: the only experts client c may ask (`stages.gate.remote_experts`); the others
+    are never timed and stay infinitely far. None: every expert."""
     env = simpy.Environment()
     network = make_network()
 
@@ -98,9 +102,9 @@ def nominal_round_trips(
         yield from network.carry(env, src, dst, size)
         return env.now - start
 
-    out = np.zeros((num_clients, num_clients))
+    out = np.full((num_clients, num_clients), np.inf)
     for c in range(num_clients):
-        for j in range(num_clients):
+        for j in range(num_clients) if experts is None else experts[c]:
             out[c, j] = service_mean_s[j]
             if j == c:
                 continue

@@ -273,17 +273,22 @@ def fit_gate(
     epochs: int,
     settings: GateSettings,
     seed: int,
+    experts: tuple[int, ...] | None = None,
 ) -> Update:
     """Fine-tune the gate on local data with frozen features and experts.
 
     `incoming` is merged into this client's own copy (for FedGate it holds only the shared trunk,
     so the client's output layer persists across rounds). The full gate is kept in the state.
+    `experts`: the only experts the gate may route to (their outputs were exchanged); None: all.
     """
     gate = _init_or_load(state.spec.build_gate(), state.gates.get(method), seed)
     if incoming is not None:
         gate.load_state_dict({**gate.state_dict(), **incoming})
     cached = state.expert_probs[pipeline]
-    probs = torch.stack([cached[e] for e in range(state.spec.num_experts)], dim=1)
+    reach = range(state.spec.num_experts) if experts is None else experts
+    probs = torch.stack([cached[e] for e in reach], dim=1)
+    # The gate's scores of the reachable experts only, in the order of `probs`' columns.
+    index = None if experts is None else torch.tensor(experts, device=state.torch_device)
     gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
 
@@ -294,7 +299,7 @@ def fit_gate(
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         h, p, y, w = batch
-        scores = m(h)
+        scores = m(h) if index is None else m(h).index_select(-1, index)
         weights = top_k_weights(
             noisy_scores(scores, settings.routing_noise, noise_gen), settings.top_k
         )

@@ -12,7 +12,7 @@ import torch
 
 from nmoe_sim.learning.client import Weights
 from nmoe_sim.learning.loops import predict
-from nmoe_sim.models.gate import mix, top_k_weights
+from nmoe_sim.models.gate import mask_scores, mix, top_k_weights
 from nmoe_sim.models.spec import ModelSpec
 
 
@@ -94,10 +94,19 @@ def gate_scores(
 
 
 def gate_routing(
-    spec: ModelSpec, gate: Weights, features: torch.Tensor, top_k: int, device: torch.device
+    spec: ModelSpec,
+    gate: Weights,
+    features: torch.Tensor,
+    top_k: int,
+    device: torch.device,
+    experts: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """[test, experts] mixture weights of one client's gate (no noise at test time)."""
-    return top_k_weights(gate_scores(spec, gate, features, device), top_k)
+    """[test, experts] mixture weights of one client's gate (no noise at test time); with
+    `experts`, only those can get weight (the others' outputs never reached the client)."""
+    scores = gate_scores(spec, gate, features, device)
+    if experts is not None:
+        scores = mask_scores(scores, torch.tensor(experts))
+    return top_k_weights(scores, top_k)
 
 
 def mixture_predictions(routing: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:

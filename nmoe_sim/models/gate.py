@@ -34,6 +34,14 @@ def top_k_weights(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.softmax(masked, dim=-1)
 
 
+def mask_scores(scores: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """`scores` [..., experts] with every expert outside the index tensor `experts` at -inf, so
+    top-k never picks it (while k <= len(experts)) and a softmax gives it exactly zero."""
+    keep = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    keep[experts.to(scores.device)] = True
+    return scores.masked_fill(~keep, float("-inf"))
+
+
 def noisy_scores(
     scores: torch.Tensor, noise_std: float, generator: torch.Generator | None
 ) -> torch.Tensor:

@@ -260,6 +260,7 @@ class NmoePipeline:
                     payload_bytes(features[0]),
                     payload_bytes(expert_probs[0, 0]),
                     service_mean,
+                    route.experts,
                 )
             )
         settings = ServingSettings(
