@@ -40,9 +40,14 @@ def test_unknown_scheme_is_refused_with_the_registered_names() -> None:
 
 
 def _stage(clients: int, samples: int) -> Any:
-    # What a fixed routing reads of its stage: the experts' output shape and the clients.
+    # What a fixed routing reads of its stage: the experts' output shape and the clients, each
+    # reaching every expert (no stages.gate.remote_experts).
     return SimpleNamespace(
-        expert_probs=torch.zeros(samples, clients, 3), num_clients=clients, method="m"
+        expert_probs=torch.zeros(samples, clients, 3),
+        num_clients=clients,
+        method="m",
+        experts=lambda client: None,
+        all_experts=lambda: None,
     )
 
 

@@ -4,6 +4,7 @@ plus a seeded sample of m others, in training, evaluation and serving alike."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,9 @@ import torch
 
 from nmoe_sim.config import OptimConfig
 from nmoe_sim.engine import run_scenario
+from nmoe_sim.gating import routing_scheme
 from nmoe_sim.gating.reach import reachable_experts
-from nmoe_sim.inference import nominal_round_trips
+from nmoe_sim.inference import Router, nominal_round_trips
 from nmoe_sim.learning.client import ClientState, GateSettings, fit_gate, store_expert_probs
 from nmoe_sim.learning.evaluate import gate_routing
 from nmoe_sim.models.spec import ModelSpec
@@ -79,6 +81,26 @@ def test_nominal_round_trips_time_only_the_reachable_experts() -> None:
             assert some[c, j] == (pytest.approx(full[c, j], rel=1e-9) if j in reach else np.inf)
 
 
+def test_fixed_routings_keep_to_the_reachable_experts() -> None:
+    reach = {0: (0, 2, 3), 1: (0, 1, 4), 2: (1, 2, 3), 3: (2, 3, 4), 4: (0, 1, 4)}
+    stage = SimpleNamespace(
+        expert_probs=torch.zeros(2, 5, 3),
+        num_clients=5,
+        experts=reach.__getitem__,
+        all_experts=lambda: list(reach.values()),
+    )
+    for c, r in enumerate(routing_scheme("uniform").routings(stage)):
+        expected = torch.zeros(2, 5)
+        expected[:, list(reach[c])] = 1 / 3
+        assert torch.allclose(r, expected)
+    route = routing_scheme("uniform").serving(stage)
+    assert route.top_k == 3 and route.experts == list(reach.values())
+    experts, weights = Router(route.scores, route.top_k, 0.0).choose(1, 0)
+    assert experts == (0, 1, 4) and np.allclose(weights, 1 / 3)
+    own = routing_scheme("own_expert").routings(stage)  # the own expert is always reachable
+    assert all(torch.equal(r[:, c], torch.ones(2)) for c, r in enumerate(own))
+
+
 @pytest.fixture(scope="module")
 def sampled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     scenario = tiny_scenario(
@@ -88,8 +110,9 @@ def sampled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
             "expert": {"epochs": 2},
             "gate": {"rounds": 2, "local_epochs": 1, "top_k": 2, "remote_experts": REMOTE},
         },
-        # Latency-aware serving: the delay estimator times only reachable pairs.
-        inference={"enabled": True, "queries_per_client": 20, "latency_weight": 0.1},
+        # The paper's gate (no latency penalty, which would also keep unreachable experts out:
+        # their expected delay is infinite), so only the masked scores keep them out.
+        inference={"enabled": True, "queries_per_client": 20},
     )
     out = tmp_path_factory.mktemp("runs") / "sampled"
     run_scenario(scenario, out)
