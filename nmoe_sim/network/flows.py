@@ -336,10 +336,14 @@ class FlowNetwork:
                     moved = {}
                 moved[other.fid] = other
             flows[fid] = flow
+        if moved is None:
+            cls = self._class_for(flow, now)
+            self._join(flow, cls, size_bits, now)
+            self._reshare_one(cls, now)
+            return
         seeds: list[_Class] = []
-        if moved is not None:
-            for other in moved.values():
-                self._reclassify(other, now, seeds)
+        for other in moved.values():
+            self._reclassify(other, now, seeds)
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
         seeds.append(cls)
@@ -395,25 +399,28 @@ class FlowNetwork:
             return
         # Armed for this head at this rate: by construction it is due now. Snap the clock to it so
         # rounding never leaves a sliver of bits behind.
-        if cls.v_bits < fv:
-            cls.v_bits = fv
-        limit = cls.v_bits + _DONE_EPS_BITS + _DONE_EPS_REL * abs(cls.v_bits)
+        v = cls.v_bits
+        if v < fv:
+            cls.v_bits = v = fv
+        limit = v + _DONE_EPS_BITS + _DONE_EPS_REL * abs(v)
         finished: list[_Flow] = []
         while heap and heap[0][0] <= limit:
             fv, _, flow = heappop(heap)
             if flow.cls is cls and flow.finish_v == fv:
                 finished.append(flow)
                 flow.cls = None
-        cls.n -= len(finished)
+        n_done = len(finished)
+        cls.n -= n_done
         if cls.ramping:
             self._leave_ramps(cls, finished, now)
-        seeds: list[_Class] = []
+        seeds: list[_Class]
         if cls.n == 0:
             self._drop(cls)
+            seeds = []
         else:
             cls.due_fid = -1  # its next head needs a timer even if the rate stays put
-            seeds.append(cls)
-        self._n_active -= len(finished)
+            seeds = [cls]
+        self._n_active -= n_done
         for flow in finished:
             fid = flow.fid
             for link in flow.links:
@@ -434,7 +441,7 @@ class FlowNetwork:
             for other in moved.values():
                 self._reclassify(other, now, seeds)
         self._reshare(seeds, now)
-        self.transfers_completed += len(finished)
+        self.transfers_completed += n_done
         records = self.records
         for flow in finished:
             if records is not None:
@@ -522,11 +529,11 @@ class FlowNetwork:
             del link.classes[cls]
 
     @staticmethod
-    def _plan_ramps(cls: _Class, now: float) -> None:
-        """Plan the pauses of the class's members in slow start at its new rate `new_rate_bps`:
-        those that just joined, and, if the rate moves, the others (brought to now at the old
-        rate first). Members whose plan ran out of pauses leave the set as plain flows."""
-        old_rate, rate = cls.rate_bps, cls.new_rate_bps
+    def _plan_ramps(cls: _Class, rate: float, now: float) -> None:
+        """Plan the pauses of the class's members in slow start at its new rate `rate`: those that
+        just joined, and, if the rate moves, the others (brought to now at the old rate first).
+        Members whose plan ran out of pauses leave the set as plain flows."""
+        old_rate = cls.rate_bps
         ramping = cls.ramping
         assert ramping is not None
         todo = list(ramping) if old_rate != rate else cls.unplanned
@@ -591,47 +598,53 @@ class FlowNetwork:
 
     def _reshare(self, seeds: list[_Class], now: float) -> None:
         """Re-solve max-min over the classes linked to `seeds` by shared links; re-arm timers."""
-        # Fast path for the common case: every seed is one class that shares its links with no
-        # other class (a busy cell's uploads, a flow alone on its links).
-        comp: list[_Class] | None = seeds
-        cls = seeds[0] if seeds else None
-        for other in seeds:
-            if other is not cls:
-                comp = None
-                break
-        if comp and cls is not None:
-            if not cls.alive:
-                comp = []
+        if seeds:
+            cls = seeds[0]
+            for other in seeds:
+                if other is not cls:
+                    break
             else:
-                rate = cls.cap_bps
-                for link in cls.links:
-                    if len(link.classes) != 1:
-                        comp = None
-                        break
-                    fair = link.capacity_bps / len(link.flows)
-                    if fair < rate:
-                        rate = fair
-                else:
-                    cls.new_rate_bps = rate
-                    comp = [cls]
-        if comp is None:
-            comp = self._component(seeds)
-        for cls in comp:
-            if cls.new_rate_bps != cls.rate_bps:
-                if cls.t_last_s != now:
-                    cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
-                    cls.t_last_s = now
-                if cls.ramping:
-                    self._plan_ramps(cls, now)
-                cls.rate_bps = cls.new_rate_bps
-                self._arm(cls, now)
-            else:
-                if cls.unplanned:
-                    self._plan_ramps(cls, now)
-                if cls.due_fid == -1:
-                    self._arm(cls, now)
+                if cls.alive:
+                    self._reshare_one(cls, now)
+                    return
+        self._reshare_component(seeds, now)
+
+    def _reshare_one(self, cls: _Class, now: float) -> None:
+        """`_reshare` for one live seed class; the fast path when that class shares its links with
+        no other class (a busy cell's uploads, a flow alone on its links)."""
+        rate = cls.cap_bps
+        for link in cls.links:
+            if len(link.classes) != 1:
+                self._reshare_component([cls], now)
+                return
+            fair = link.capacity_bps / len(link.flows)
+            if fair < rate:
+                rate = fair
+        self._set_rate(cls, rate, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
+
+    def _reshare_component(self, seeds: list[_Class], now: float) -> None:
+        for cls in self._component(seeds):
+            self._set_rate(cls, cls.new_rate_bps, now)
+        if self.history is not None:
+            self.history.append((now, self.rates()))
+
+    def _set_rate(self, cls: _Class, rate: float, now: float) -> None:
+        """Give `cls` its new max-min rate: re-plan its slow starts and re-arm its timer as due."""
+        if rate != cls.rate_bps:
+            if cls.t_last_s != now:
+                cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+                cls.t_last_s = now
+            if cls.ramping:
+                self._plan_ramps(cls, rate, now)
+            cls.rate_bps = rate
+            self._arm(cls, now)
+        else:
+            if cls.unplanned:
+                self._plan_ramps(cls, rate, now)
+            if cls.due_fid == -1:
+                self._arm(cls, now)
 
     def _component(self, seeds: list[_Class]) -> list[_Class]:
         """The classes connected to `seeds` through shared links, with their new max-min rates."""

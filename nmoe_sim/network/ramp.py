@@ -24,6 +24,7 @@ class Ramp:
     __slots__ = (
         "exit_k",
         "exit_s",
+        "exit_w",
         "exited",
         "k",
         "left",
@@ -31,6 +32,7 @@ class Ramp:
         "rtt_s",
         "t0_s",
         "t_mark_s",
+        "w",
         "w0",
         "wmax",
     )
@@ -43,17 +45,16 @@ class Ramp:
         self.w0 = w0_bits
         self.wmax = wmax_bits
         self.k = 0  # round the flow is in at t_mark_s
+        # Its window in round k: w0 * 2^k, at most wmax (doubling is exact in floating point).
+        self.w = w0_bits if w0_bits < wmax_bits else wmax_bits
         self.round_sent = 0.0  # bits sent in round k by t_mark_s
         self.left = size_bits  # bits still to send at t_mark_s
         self.t_mark_s = t0_s
         self.exited = False  # no longer window-limited, for good
         # Where the current plan leaves slow start (round, time); inf: it ends before.
         self.exit_k = 0
+        self.exit_w = self.w
         self.exit_s = math.inf
-
-    def window(self, k: int) -> float:
-        w = self.w0 * 2.0 ** (k if k < 1024 else 1023)
-        return w if w < self.wmax else self.wmax
 
     def advance(self, now: float, rate_bps: float) -> None:
         """Move the state to `now`, the flow having had `rate_bps` since the last mark."""
@@ -61,34 +62,37 @@ class Ramp:
             return
         if now >= self.exit_s:  # the plan made at this rate left slow start by now
             self.k = self.exit_k
+            self.w = self.exit_w
             self.exited = True
             return
         t = self.t_mark_s
+        t0 = self.t0_s
         rtt = self.rtt_s
         k = self.k
         sent = self.round_sent
-        wmax = self.wmax
-        w = self.window(k)
+        left = self.left
+        w = self.w
         while True:
-            round_end = self.t0_s + (k + 1) * rtt
+            round_end = t0 + (k + 1) * rtt
             burst = w - sent
             if burst > 0.0:
-                burst_end = t + burst / rate_bps
-                if now <= burst_end:
+                if now <= t + burst / rate_bps:
                     bits = rate_bps * (now - t) if now > t else 0.0
-                    self.left -= bits
+                    left -= bits
                     sent += bits
                     break
-                self.left -= burst
+                left -= burst
                 sent = w
             if now < round_end:
                 break
             t = round_end
             k += 1
             sent = 0.0
-            w = w * 2.0 if w * 2.0 < wmax else wmax
+            w = w * 2.0 if w * 2.0 < self.wmax else self.wmax
         self.k = k
+        self.w = w
         self.round_sent = sent
+        self.left = left
         self.t_mark_s = now
 
     def plan(self, rate_bps: float) -> float:
@@ -97,6 +101,7 @@ class Ramp:
         self.exit_s = math.inf
         if self.exited:
             return 0.0
+        t0 = self.t0_s
         rtt = self.rtt_s
         target = rate_bps * rtt
         t = self.t_mark_s
@@ -105,13 +110,14 @@ class Ramp:
         remaining = self.left
         pause = 0.0
         wmax = self.wmax
-        w = self.window(k)
+        w = self.w
         while True:
-            round_end = self.t0_s + (k + 1) * rtt
+            round_end = t0 + (k + 1) * rtt
             burst = w - sent
             if w >= target or (burst > 0.0 and t + burst / rate_bps >= round_end):
                 # Its window fills the round: it is not window-limited any more.
                 self.exit_k = k
+                self.exit_w = w
                 self.exit_s = t
                 return pause
             if remaining <= burst:
@@ -126,5 +132,5 @@ class Ramp:
     def window_after(self) -> float:
         """The congestion window once everything sent is acknowledged (call `advance` first): in
         slow start each acknowledged bit grows the window by one."""
-        w = self.window(self.k)
+        w = self.w
         return min(self.wmax, 2.0 * w if self.exited else w + self.round_sent)
