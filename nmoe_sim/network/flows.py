@@ -54,10 +54,20 @@ _DONE_EPS_REL = 1e-12
 
 
 class _Link:
-    __slots__ = ("capacity_bps", "classes", "flows", "index", "mark", "residual_bps", "unfrozen")
+    __slots__ = (
+        "capacity_bps",
+        "classes",
+        "flows",
+        "index",
+        "key",
+        "mark",
+        "residual_bps",
+        "unfrozen",
+    )
 
     def __init__(self, index: int, capacity_bps: float) -> None:
         self.index = index
+        self.key = (index,)  # the shared links' part of a class key, when it is the only one
         self.capacity_bps = capacity_bps
         self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
         self.classes: dict[_Class, None] = {}  # classes for which this link is shared (ordered set)
@@ -189,6 +199,8 @@ class FlowNetwork:
         self._links: dict[tuple[str, str], _Link] = {}
         self._link_list: list[_Link] = []
         self._routes: dict[tuple[str, str], _Route] = {}
+        self._transport_routes: dict[tuple[str, str], Route] = {}
+        self._hops: dict[tuple[str, str], Hop] = {}
         self._classes: dict[tuple[tuple[int, ...], float], _Class] = {}
         self._n_active = 0
         self._next_fid = 0
@@ -275,37 +287,43 @@ class FlowNetwork:
         for u, v in itertools.pairwise(path):
             link = self._links.get((u, v))
             if link is None:
-                bw = topo.graph.succ[u][v]["bandwidth_mbps"]
+                bw = topo.link(u, v)["bandwidth_mbps"]
                 link = _Link(len(self._link_list), bw * BITS_PER_MEGABIT)
                 self._links[(u, v)] = link
                 self._link_list.append(link)
             links.append(link)
-        latency_s = topo.path_latency_s(path)
         transport_path = None
         if links:
+            forward = self._transport_route(src, dst, path)
+            latency_s = forward.latency_s
             transport_path = self.transport.path(
-                self._transport_route(path, latency_s),
-                lambda: self._transport_route(topo.path(dst, src)),
+                forward, lambda: self._transport_route(dst, src, topo.path(dst, src))
             )
+        else:
+            latency_s = topo.path_latency_s(path)
         route = _Route(path, tuple(links), latency_s, transport_path)
         self._routes[(src, dst)] = route
         return route
 
-    def _transport_route(self, path: tuple[str, ...], latency_s: float | None = None) -> Route:
-        topo = self.topology
-        hops = []
-        for u, v in itertools.pairwise(path):
-            attrs = topo.graph.succ[u][v]
-            hops.append(
-                Hop(
-                    attrs["bandwidth_mbps"] * BITS_PER_MEGABIT,
-                    attrs["latency_ms"] / 1e3,
-                    attrs.get("loss_rate", 0.0),
-                )
-            )
-        if latency_s is None:
-            latency_s = topo.path_latency_s(path)
-        return Route(tuple(hops), latency_s)
+    def _transport_route(self, src: str, dst: str, path: tuple[str, ...]) -> Route:
+        """The transport's view of `path` from src to dst, made once per direction (a TCP path
+        needs its way back too, which is then another route's way there)."""
+        found = self._transport_routes.get((src, dst))
+        if found is None:
+            hops = []
+            for u, v in itertools.pairwise(path):
+                hop = self._hops.get((u, v))
+                if hop is None:
+                    attrs = self.topology.link(u, v)
+                    hop = self._hops[(u, v)] = Hop(
+                        attrs["bandwidth_mbps"] * BITS_PER_MEGABIT,
+                        attrs["latency_ms"] / 1e3,
+                        attrs.get("loss_rate", 0.0),
+                    )
+                hops.append(hop)
+            found = Route(tuple(hops), self.topology.path_latency_s(path))
+            self._transport_routes[(src, dst)] = found
+        return found
 
     # ---------------------------------------------------------------- flow arrival / departure
 
@@ -368,7 +386,12 @@ class FlowNetwork:
             head = due[0]
             cls = head[2]
             if cls.alive and head[3] == cls.version:
-                self._set_wake(head[0], now)
+                t = head[0]
+                self._wake_at = t
+                self._wake_token = token = self._wake_token + 1
+                Timeout(env, t - now if t > now else 0.0, (token, t)).callbacks.append(
+                    self._wake_cb
+                )
                 return
             heappop(due)
         self._wake_at = math.inf
@@ -465,7 +488,7 @@ class FlowNetwork:
         if not shared:
             key: tuple[tuple[int, ...], float] = ((), cap)
         elif len(shared) == 1:
-            key = ((shared[0].index,), cap)
+            key = (shared[0].key, cap)
         else:
             shared.sort(key=_link_index)
             key = (tuple([link.index for link in shared]), cap)
@@ -620,7 +643,20 @@ class FlowNetwork:
             fair = link.capacity_bps / len(link.flows)
             if fair < rate:
                 rate = fair
-        self._set_rate(cls, rate, now)
+        # `_set_rate`, inlined: this runs at nearly every start and end.
+        if rate != cls.rate_bps:
+            if cls.t_last_s != now:
+                cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
+                cls.t_last_s = now
+            if cls.ramping:
+                self._plan_ramps(cls, rate, now)
+            cls.rate_bps = rate
+            self._arm(cls, now)
+        else:
+            if cls.unplanned:
+                self._plan_ramps(cls, rate, now)
+            if cls.due_fid == -1:
+                self._arm(cls, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 

@@ -53,11 +53,6 @@ class TopologyError(ValueError):
     """A topology that cannot be used; the message says what is wrong and how to fix it."""
 
 
-def full_mesh(client_ids: Sequence[int]) -> nx.Graph:
-    """Every client neighbours every other (the stand-in used before real topologies)."""
-    return nx.complete_graph(list(client_ids))
-
-
 def _latency_ns(latency_ms: float) -> int:
     return round(latency_ms * 1_000_000)
 
@@ -185,7 +180,7 @@ class Topology:
 
     def path_latency_s(self, path: Sequence[str]) -> float:
         """Sum of the links' latencies along `path`, in seconds (0 for a single node)."""
-        succ = self.graph.succ
+        succ = _succ(self.graph)  # the adjacency dicts: the public view costs a call per lookup
         total_ms = 0.0
         for u, v in itertools.pairwise(path):
             attrs = succ[u].get(v) if u in succ else None

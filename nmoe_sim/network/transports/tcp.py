@@ -181,10 +181,15 @@ class TcpTransport:
                     connection = self._connections[pair] = _Connection(now_s + path.handshake_s)
                     wire_bits += self.control_bits
                 sender = self._senders[(src, dst)] = _Sender(connection, window, now_s)
-            elif sender.in_flight == 0 and now_s - sender.idle_since_s > path.rto_s:
-                window = self._restart_window(sender, now_s, path.rto_s)
             else:
                 window = sender.window_bits
+                idle = now_s - sender.idle_since_s
+                if sender.in_flight == 0 and idle > path.rto_s:
+                    # Linux's tcp_cwnd_restart: a sender idle for more than one RTO halves its
+                    # window for every RTO elapsed beyond the first, down to the initial window.
+                    halvings = min(64, math.ceil(idle / path.rto_s) - 1)
+                    window = max(self.initial_window_bits, window / 2.0**halvings)
+                    sender.window_bits = window
             established = sender.connection.established_s
             if established > now_s:  # the handshake is under way: wait for it
                 wait_s = established - now_s
@@ -202,14 +207,6 @@ class TcpTransport:
         elif window >= path.max_rate_bps * path.rtt_s:
             window = 0.0  # its window already fills the path: no slow start
         return Message(delay, wire_bits, cap, path.rtt_s, window, self.max_window_bits, sender)
-
-    def _restart_window(self, sender: _Sender, now_s: float, rto_s: float) -> float:
-        """Linux's tcp_cwnd_restart, for a sender idle for more than one RTO: it halves its window
-        for every RTO elapsed beyond the first, never below the initial window."""
-        idle = now_s - sender.idle_since_s
-        halvings = min(64, math.ceil(idle / rto_s) - 1)
-        sender.window_bits = max(self.initial_window_bits, sender.window_bits / 2.0**halvings)
-        return sender.window_bits
 
     def close(self, message: Message, window_bits: float, now_s: float) -> None:
         sender = message.connection
