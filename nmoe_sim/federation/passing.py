@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from nmoe_sim.federation.aggregate import Weights
 from nmoe_sim.federation.sync import LocalPlan
 from nmoe_sim.learning.client import Update
 from nmoe_sim.network.devices import client_node
+from nmoe_sim.network.neighbours import Neighbours
 from nmoe_sim.world import World
 
 
@@ -19,14 +19,14 @@ def ring_route(client_ids: Sequence[int], passes: int) -> list[int]:
     return list(client_ids) * passes
 
 
-def random_walk_route(graph: nx.Graph, steps: int, rng: np.random.Generator) -> list[int]:
+def random_walk_route(graph: Neighbours, steps: int, rng: np.random.Generator) -> list[int]:
     """A walk of `steps` visits; each next holder is drawn uniformly from the current one's
     neighbours."""
-    nodes = sorted(graph.nodes)
+    nodes = graph.clients
     current = nodes[int(rng.integers(len(nodes)))]
     route = [current]
     while len(route) < steps:
-        neighbours = sorted(graph.neighbors(current))
+        neighbours = graph.of(current)
         current = neighbours[int(rng.integers(len(neighbours)))]
         route.append(current)
     return route

@@ -16,11 +16,11 @@ from nmoe_sim.config import GENERATED_TOPOLOGIES, NetworkConfig, ScenarioError
 from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, client_node
 from nmoe_sim.network.flows import FlowNetwork
+from nmoe_sim.network.neighbours import GraphNeighbours, GroupNeighbours, Neighbours
 from nmoe_sim.network.topology import (
     Topology,
     TopologyError,
     connecting_radius,
-    full_mesh,
     load_topology,
     mec,
     random_geometric,
@@ -46,16 +46,37 @@ class _Renamed:
 @dataclass(frozen=True)
 class NetworkSetup:
     make_network: Callable[[], NetworkModel]  # a fresh link model per simulated world
-    # Which clients neighbour which (client ids; RanGate walks it), built on first use: in a
-    # star every client neighbours every other, n^2 edges that validation and the methods that
-    # do not walk never need.
-    make_neighbours: Callable[[], nx.Graph]
+    # Which clients neighbour which (client ids; RanGate walks it), built on first use; a
+    # star's is its one group of clients (2n ids), not its n (n - 1) pairs.
+    make_neighbours: Callable[[], Neighbours]
     device_classes: list[str | None]  # per client, for devices.classes_gflops
     topology: Topology | None
 
     @cached_property
-    def neighbours(self) -> nx.Graph:
+    def neighbours(self) -> Neighbours:
         return self.make_neighbours()
+
+
+def hub_groups(
+    topology: Topology, nodes: list[str], rank: dict[str, int]
+) -> GroupNeighbours | None:
+    """The clients as groups behind their hubs, where that is the whole neighbour relation: no
+    client links to another directly, each links to one hub, and no hub serves a lone client
+    (a lone client neighbours everyone, and everyone it). Else None: build the graph."""
+    groups: dict[str, list[int]] = {}
+    for node in nodes:
+        succ = topology.graph.succ[node]
+        if len(succ) != 1:
+            return None
+        (hub,) = succ
+        if topology.graph.nodes[hub]["role"] == "client":
+            return None
+        groups.setdefault(hub, []).append(rank[node])
+    for hub, members in groups.items():
+        behind = [rank[v] for v in topology.graph.succ[hub] if v in rank]
+        if len(members) < 2 or sorted(behind) != sorted(members):
+            return None  # a lone client, or links one way only (a topology file may say so)
+    return GroupNeighbours(list(groups.values()))
 
 
 def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
@@ -130,7 +151,9 @@ def make_transport(cfg: NetworkConfig) -> Transport:
 def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSetup:
     clients = list(range(num_clients))
     if cfg.topology == "ideal":
-        return NetworkSetup(IdealNetwork, lambda: full_mesh(clients), [None] * num_clients, None)
+        return NetworkSetup(
+            IdealNetwork, lambda: GroupNeighbours([clients]), [None] * num_clients, None
+        )
     try:
         topology = build_topology(cfg, num_clients, seed)
     except TopologyError as exc:
@@ -144,7 +167,10 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
     names = {SERVER: topology.cloud, **{client_node(c): nodes[c] for c in clients}}
     rank = {node: c for c, node in enumerate(nodes)}
 
-    def make_neighbours() -> nx.Graph:
+    def make_neighbours() -> Neighbours:
+        return hub_groups(topology, nodes, rank) or GraphNeighbours(neighbour_graph())
+
+    def neighbour_graph() -> nx.Graph:
         neighbours: nx.Graph[int] = nx.Graph()
         neighbours.add_nodes_from(clients)
         neighbours.add_edges_from(

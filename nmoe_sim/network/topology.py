@@ -53,11 +53,6 @@ class TopologyError(ValueError):
     """A topology that cannot be used; the message says what is wrong and how to fix it."""
 
 
-def full_mesh(client_ids: Sequence[int]) -> nx.Graph:
-    """Every client neighbours every other (the stand-in used before real topologies)."""
-    return nx.complete_graph(list(client_ids))
-
-
 def _latency_ns(latency_ms: float) -> int:
     return round(latency_ms * 1_000_000)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import networkx as nx
 import numpy as np
 import torch
 
@@ -15,6 +14,7 @@ from nmoe_sim.learning.evaluate import Evaluator, Scores
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.channel import NetworkModel
 from nmoe_sim.network.devices import DeviceProfile
+from nmoe_sim.network.neighbours import Neighbours
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.seeds import derive_seed
 from nmoe_sim.telemetry.progress import RunProgress
@@ -49,7 +49,7 @@ class RunContext:
     # A fresh network per world: link state (flows in progress) belongs to one clock.
     make_network: Callable[[], NetworkModel]
     # Which clients neighbour which (RanGate's random walk), built when first asked for.
-    neighbours: Callable[[], nx.Graph]
+    neighbours: Callable[[], Neighbours]
     devices: DeviceProfile
     recorder: Recorder
     progress: RunProgress
