@@ -170,16 +170,22 @@ def synthetic_dataset(
         labels = rng.permutation(np.arange(n) % num_classes)
         noise = torch.from_numpy(rng.standard_normal((n, c, h, w), dtype=np.float32))
         y = torch.from_numpy(labels).long()
-        return background + protos[y] + noise_std * noise, y
+        # background + protos[y] + noise_std * noise, in place: the same float operations in
+        # the same order, with two images per sample in memory at the peak instead of four.
+        x = protos[y]
+        x.add_(background).add_(noise.mul_(noise_std))
+        return x, y
 
     train_x, train_y = draw(train_rng, train_samples)
     test_x, test_y = draw(test_rng, test_samples)
     mean, std = _channel_stats(train_x)
+    for x in (train_x, test_x):
+        x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
     return ImageDataset(
         name="synthetic",
-        train_x=(train_x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1),
+        train_x=train_x,
         train_y=train_y,
-        test_x=(test_x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1),
+        test_x=test_x,
         test_y=test_y,
         num_classes=num_classes,
     )

@@ -8,6 +8,7 @@ Randomness comes only from the `seed` each task is given.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -73,6 +74,16 @@ def _init_or_load(model: nn.Module, weights: Weights | None, seed: int) -> nn.Mo
     return model
 
 
+@functools.lru_cache(maxsize=8)
+def _scratch_model(spec: ModelSpec, kind: str) -> nn.Module:
+    """One model object per kind and process, reused by every training task: tasks run one at a
+    time in a process (in-process backend, each Ray actor), every task overwrites all parameters
+    and buffers (`_init_or_load`) and makes its own optimizer, and results leave as copies
+    (`cpu_state`). Building a model anew costs its default initialisation each time: with tens
+    of samples per client that is a sizeable share of a task."""
+    return {"classifier": spec.build_classifier, "contrastive": spec.build_contrastive}[kind]()
+
+
 def fresh_weights(model: nn.Module, seed: int) -> Weights:
     """Seeded initial weights, e.g. the server's initial global model."""
     return cpu_state(_init_or_load(model, None, seed))
@@ -86,7 +97,7 @@ def fit_classifier(
     state: ClientState, weights: Weights | None, optim: OptimConfig, epochs: int, seed: int
 ) -> Update:
     """Supervised local training of extractor + linear head (FedCE, FedAvg, local baseline)."""
-    model = _init_or_load(state.spec.build_classifier(), weights, seed)
+    model = _init_or_load(_scratch_model(state.spec, "classifier"), weights, seed)
     gen = torch.Generator().manual_seed(seed)
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -116,7 +127,7 @@ def fit_contrastive(
     seed: int,
 ) -> Update:
     """FedSC local step: SimCLR on two augmented views of each local image; labels unused."""
-    model = _init_or_load(state.spec.build_contrastive(), weights, seed)
+    model = _init_or_load(_scratch_model(state.spec, "contrastive"), weights, seed)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
 

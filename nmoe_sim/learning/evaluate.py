@@ -60,7 +60,17 @@ class Evaluator:
         return Scores(glob, local)
 
     def score_shared(self, prediction: torch.Tensor) -> Scores:
-        return self.score_each([prediction] * len(self.client_test))
+        """One model every client holds: its global accuracy is computed once, not per client."""
+        correct = self._correct(prediction)
+        glob = float(correct.mean())
+        local = [float(correct[idx].mean()) for idx in self.client_test]
+        return Scores([glob] * len(self.client_test), local)
+
+    def shared_accuracy(self, prediction: torch.Tensor) -> float:
+        """`score_shared(prediction).accuracy_global` without the per-client local scores (the
+        mean over clients is taken as there, so the value is the same to the last bit)."""
+        glob = float(self._correct(prediction).mean())
+        return float(np.mean(np.full(len(self.client_test), glob)))
 
     def classify(self, spec: ModelSpec, weights: Weights) -> torch.Tensor:
         model = spec.build_classifier()

@@ -26,4 +26,4 @@ class FedCE:
 
     def accuracy(self, evaluator: Evaluator, spec: ModelSpec, weights: Weights) -> float | None:
         # The temporary head makes the global stage-1 model a classifier.
-        return evaluator.score_shared(evaluator.classify(spec, weights)).accuracy_global
+        return evaluator.shared_accuracy(evaluator.classify(spec, weights))

@@ -70,7 +70,7 @@ def run_fedavg(ctx: RunContext) -> MethodResult:
         return flops, fit_classifier, args
 
     def on_round(r: int, weights: Weights, updates: list[Update]) -> None:
-        acc = ctx.evaluator.score_shared(ctx.evaluator.classify(ctx.spec, weights)).accuracy_global
+        acc = ctx.evaluator.shared_accuracy(ctx.evaluator.classify(ctx.spec, weights))
         world.metric("fedavg", r + 1, acc, mean_loss(updates))
 
     final = world.run(

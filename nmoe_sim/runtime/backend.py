@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
+from nmoe_sim.learning.access import Access, access_of
 from nmoe_sim.learning.client import ClientState
 from nmoe_sim.runtime.hosting import ClientFactory
 
@@ -80,19 +81,35 @@ class CompletedTask:
 
 
 class InProcessBackend:
-    """Runs every task at once in this process: simplest to debug, and the reference for parity."""
+    """Runs every task at once in this process: simplest to debug, and the reference for parity.
+
+    A client's state is built when it first works, and kept only once a task writes to it: a
+    data-only task (local training) gets a state made for it, a view of the shared data, so
+    the many clients of a cross-device run that only ever train hold nothing between tasks."""
 
     def __init__(self, client_ids: Iterable[int]) -> None:
         self.client_ids = list(client_ids)
         self.states: dict[int, ClientState] = {}
+        self._build: Callable[[int], ClientState] | None = None
 
     def host(self, factory: Callable[[int], ClientState]) -> None:
-        self.states = {cid: factory(cid) for cid in self.client_ids}
+        self._build = factory
+        self.states = {}
+
+    def state_of(self, client_id: int, fn: Callable[..., Any]) -> ClientState:
+        state = self.states.get(client_id)
+        if state is None:
+            if self._build is None:
+                raise RuntimeError("InProcessBackend.submit before host()")
+            state = self._build(client_id)
+            if access_of(fn) is not Access.DATA:
+                self.states[client_id] = state
+        return state
 
     def submit(
         self, client_id: int, fn: Callable[..., R], *args: Any, droppable: bool = False
     ) -> CompletedTask:
-        return CompletedTask.run(fn, self.states[client_id], *args)
+        return CompletedTask.run(fn, self.state_of(client_id, fn), *args)
 
     def describe(self) -> str:
         return f"in-process: {len(self.client_ids)} clients in this process"

@@ -45,7 +45,7 @@ from nmoe_sim.interrupt import reclaim_signals
 from nmoe_sim.learning.access import Access, access_of
 from nmoe_sim.learning.client import ClientState
 from nmoe_sim.runtime.backend import HostLost
-from nmoe_sim.runtime.hosting import ClientFactory
+from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 
 # Planning figure for one actor: importing torch (CUDA build) alone is about 0.53 GB of RSS
 # here, and an actor training its clients was seen at 0.94-0.98 GB.
@@ -65,15 +65,20 @@ class ClientHost:
     def __init__(self, threads: int) -> None:
         torch.set_num_threads(threads)
         self.incarnation = uuid.uuid4().hex
+        self.home: list[int] = []
         self.states: dict[int, ClientState] = {}
 
     def host(self, incarnation: str, factory: list[ray.ObjectRef], client_ids: list[int]) -> None:
-        """Build the states of this actor's clients. A method, not the constructor, so a
-        restarted actor is rebuilt like any other state (see `RayBackend._recover`)."""
+        """Take this actor's clients and the recipe of their states. A method, not the
+        constructor, so a restarted actor is rebuilt like any other state (see
+        `RayBackend._recover`)."""
         if incarnation != self.incarnation:
             raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
         self.build: ClientFactory = ray.get(factory[0])  # wrapped: fetched here, zero-copy
-        self.states = {cid: self.build(cid) for cid in client_ids}
+        # States are built when a client first works (idle clients hold nothing), and kept
+        # once a task writes to them.
+        self.home = client_ids
+        self.states = {}
 
     def ready(self) -> str:
         return self.incarnation
@@ -84,8 +89,12 @@ class ClientHost:
         if incarnation != self.incarnation:
             raise StaleHost(f"sent to incarnation {incarnation}, reached {self.incarnation}")
         start = time.perf_counter()
-        # A data-only task may come for a client hosted elsewhere: its data is a view away.
-        state = self.states[cid] if cid in self.states else self.build(cid)
+        state = self.states.get(cid)
+        if state is None:
+            # A data-only task may come for a client hosted elsewhere: its data is a view away.
+            state = self.build(cid)
+            if access_of(fn) is not Access.DATA:
+                self.states[cid] = state
         value = fn(state, *args)
         return value, time.perf_counter() - start
 
@@ -98,8 +107,8 @@ class ClientHost:
             "resources": ctx.get_assigned_resources(),
             "gpu_ids": ray.get_gpu_ids(),
             "torch_threads": torch.get_num_threads(),
-            "clients": sorted(self.states),
-            "devices": sorted({s.device for s in self.states.values()}),
+            "clients": sorted(self.home),
+            "devices": [resolve_device(self.build.device)],
         }
 
 
