@@ -508,6 +508,12 @@ class FederationConfig(_Strict):
         None, ge=0, le=1_000_000, description="async: staler updates drop"
     )
     server_optimizer: ServerOptimizerConfig = ServerOptimizerConfig()
+    evaluate_every: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="score the global model after every this many rounds, and after the last",
+    )
 
     # The keys only some modes read; clients_per_round and server_optimizer serve every mode.
     _MODE_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {

@@ -224,3 +224,19 @@ def test_compare_runs_sees_every_change_but_wall_time(
     summary["seed"] += 1
     (copy / "summary.json").write_text(json.dumps(summary))
     assert differences(out, copy) == ["summary.json", "trace.csv"]
+
+
+def test_evaluate_every_scores_those_rounds_and_the_last(tmp_path: Path) -> None:
+    """5 rounds scored every 2: after rounds 2, 4 and 5 (the last), and the final accuracy is
+    the last row's, as when every round is scored."""
+    five_rounds = {"methods": ["fedavg"], "baselines": {"fedavg": {"rounds": 5}}}
+    scenario = tiny_scenario(**five_rounds, federation={"evaluate_every": 2})
+    summary = run_scenario(scenario, tmp_path / "every2")
+    metrics = pd.read_csv(tmp_path / "every2" / "metrics.csv")
+    assert metrics["round"].tolist() == [2, 4, 5]
+    every = run_scenario(tiny_scenario(**five_rounds), tmp_path / "e1")
+    all_rows = pd.read_csv(tmp_path / "e1" / "metrics.csv").set_index("round")
+    # Scoring is measurement only: the scored rounds are the same numbers either way.
+    assert metrics.set_index("round")["accuracy"].equals(all_rows.loc[[2, 4, 5], "accuracy"])
+    final = summary["methods"]["fedavg"]["accuracy_global"]
+    assert final == every["methods"]["fedavg"]["accuracy_global"] == metrics["accuracy"].iloc[-1]

@@ -64,7 +64,8 @@ def federate(
 ) -> Generator[Any, Any, Weights]:
     """Train `rounds` rounds' worth of client updates (rounds x clients per round), then send the
     final weights to every client; returns them. Async modes call `on_round` every
-    clients-per-round updates, so curves line up with synchronous runs. The server optimizer's
+    clients-per-round updates, so curves line up with synchronous runs; `on_round` is called
+    every `federation.evaluate_every` rounds and after the last. The server optimizer's
     state lives for this one call."""
     fed = ctx.scenario.federation
     per_round = fed.clients_per_round or len(ctx.client_ids)
@@ -73,7 +74,10 @@ def federate(
     ctx.progress.stage(world.log.name, stage, rounds)
 
     def round_done(r: int, weights: Weights, updates: list[Update]) -> None:
-        on_round(r, weights, updates)
+        # Scoring the global model costs a pass over the test set: with many short rounds
+        # (cross-device) users score every few rounds.
+        if (r + 1) % fed.evaluate_every == 0 or r + 1 == rounds:
+            on_round(r, weights, updates)
         ctx.progress.round(r + 1, world.env.now)
 
     if fed.mode == "sync":
