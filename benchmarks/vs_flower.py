@@ -71,15 +71,22 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks" / "vs_flower"
-SCENARIO = HERE / "fedavg100.yaml"
+PRESETS = {
+    "compute": HERE / "fedavg100.yaml",  # 100 clients x 600 samples: compute-bound
+    "cross-device": HERE / "crossdevice1000.yaml",  # 1,000 clients x 60: overhead-bound
+}
+SCALE_SCENARIO = HERE / "scale.yaml"
 NMOE_SIM = ROOT / ".venv" / "bin" / "nmoe-sim"
 FLOWER_VENV = ROOT / "benchmarks" / ".flower-venv"
-ARMS = ("floor", "nmoe-sim", "flower")
+# nmoe-sim runs once per backend; the arm name says which.
+NMOE_ARMS = {"nmoe-sim-inprocess": "inprocess", "nmoe-sim-ray": "ray"}
+ARMS = ("floor", *NMOE_ARMS, "flower")
 # What the Flower venv gets: Flower's simulation extra (its own Ray pin), the torch build the
 # repo's venv has (tried first; unpinned if it cannot be had), nmoe_sim's other dependencies.
 FLWR_SPEC = "flwr[simulation]==1.41.0"
 TORCH_PINS = ("torch==2.15.0", "torchvision==0.29.2")
-SCALE_CLIENTS = 1000
+SCALE_CLIENTS = (1_000, 10_000, 100_000)
+SCALE_TOPOLOGIES = ("star", "mec")
 GB = 1e9
 
 
@@ -320,10 +327,10 @@ def run_arm(
         cmd += ["--result", str(result), *_set_args(overrides)]
         if args.floor_threads:
             cmd += ["--threads", str(args.floor_threads)]
-    elif arm == "nmoe-sim":
-        run_dir = out / "runs" / f"nmoe-sim-{tag}"
+    elif arm in NMOE_ARMS:
+        run_dir = out / "runs" / f"{arm}-{tag}"
         cmd = [str(NMOE_SIM), "run", scenario, "--out", str(run_dir)]
-        cmd += _set_args([f"runtime.backend={args.nmoe_backend}", *overrides])
+        cmd += _set_args([f"runtime.backend={NMOE_ARMS[arm]}", *overrides])
     else:
         env["FLWR_TELEMETRY_ENABLED"] = "0"  # no network here; Flower would try to phone home
         env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
@@ -333,7 +340,7 @@ def run_arm(
     detail: dict[str, Any] = {"command": cmd}
     accuracy = inner = None
     if measured.returncode == 0:
-        if arm == "nmoe-sim":
+        if arm in NMOE_ARMS:
             summary = json.loads((run_dir / "summary.json").read_text())
             accuracy = summary["methods"]["fedavg"]["accuracy_global"]
             inner = summary["wall_time_s"]
@@ -377,6 +384,17 @@ def summarize(arm: str, runs: list[ArmRun]) -> dict[str, Any]:
     }
 
 
+def add_overheads(rows: list[dict[str, Any]], client_tasks: int) -> None:
+    """Per-client-task overhead of each arm: (its wall - the floor's wall) / client tasks, in ms.
+    Every arm trains the same clients on the same data, so what is left is per-task machinery
+    (dispatch, state, copies) plus fixed costs spread over the tasks."""
+    floor = next((r["wall_s"] for r in rows if r["arm"] == "floor"), None)
+    for row in rows:
+        over = None if floor is None else 1e3 * (row["wall_s"] - floor) / client_tasks
+        row["client_tasks"] = client_tasks
+        row["overhead_ms_per_task"] = over
+
+
 def results_table(title: str, rows: list[dict[str, Any]], repeat: int) -> Table:
     table = Table(title=title)
     wall = "wall s" if repeat == 1 else f"wall s (median of {repeat}) [min-max]"
@@ -384,6 +402,8 @@ def results_table(title: str, rows: list[dict[str, Any]], repeat: int) -> Table:
     for name in (
         wall,
         "own timer s",
+        "start+stop s",
+        "overhead ms / client task",
         "peak RSS GB (tree sum)",
         "peak PSS GB (tree sum)",
         "procs",
@@ -398,10 +418,13 @@ def results_table(title: str, rows: list[dict[str, Any]], repeat: int) -> Table:
             w += f" [{row['wall_s_min']:.1f}-{row['wall_s_max']:.1f}]"
         if row["failed"]:
             w += f" ({row['failed']} failed)"
+        inner, over = row["inner_s"], row.get("overhead_ms_per_task")
         table.add_row(
             row["arm"],
             w,
-            "-" if row["inner_s"] is None else f"{row['inner_s']:.1f}",
+            "-" if inner is None else f"{inner:.1f}",
+            "-" if inner is None else f"{row['wall_s'] - inner:.1f}",
+            "-" if over is None else f"{over:.2f}",
             _gb(row["peak_rss_bytes"]),
             _gb(row["peak_pss_bytes"]),
             str(row["peak_procs"]),
@@ -420,12 +443,13 @@ def ratio_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
             return rows[a][key] / rows[b][key]
         return None
 
-    checks = (
-        ("nmoe-sim", "floor", "wall_s", "nmoe-sim wall / floor wall", "<=", 1.10),
-        ("flower", "nmoe-sim", "wall_s", "Flower wall / nmoe-sim wall", ">=", 5.0),
-        ("flower", "nmoe-sim", "peak_rss_bytes", "Flower peak RSS / nmoe-sim peak RSS", ">=", 2.0),
-        ("flower", "nmoe-sim", "peak_pss_bytes", "Flower peak PSS / nmoe-sim peak PSS", ">=", 2.0),
-    )
+    checks = []
+    for nmoe in NMOE_ARMS:
+        checks += [
+            (nmoe, "floor", "wall_s", f"{nmoe} wall / floor wall", "<=", 1.10),
+            ("flower", nmoe, "wall_s", f"Flower wall / {nmoe} wall", ">=", 5.0),
+            ("flower", nmoe, "peak_rss_bytes", f"Flower peak RSS / {nmoe} peak RSS", ">=", 2.0),
+        ]
     for a, b, key, label, op, aim in checks:
         value = ratio(a, b, key)
         if value is None:
@@ -444,6 +468,109 @@ def write_results(out: Path, meta: dict[str, Any], rows: list[dict], runs: list[
         writer.writerows(rows)
 
 
+# Scale test ----------------------------------------------------------------------------------
+
+
+def _scale_overrides(clients: int, topology: str, rounds: int) -> list[str]:
+    """`scale.yaml` at `clients` clients: the synthetic set with the same 2 train samples per
+    client at every size (so a round's compute is the same, and what grows is per-client
+    machinery), 100 clients per round; mec with 100 clients per cell."""
+    out = [
+        f"clients.count={clients}",
+        f"dataset.train_samples={2 * clients}",
+        f"baselines.fedavg.rounds={rounds}",
+        f"network.topology={topology}",
+    ]
+    if topology == "mec":
+        out.append(f"network.cells={clients // 100}")
+    return out
+
+
+def scale_test(args: argparse.Namespace, out: Path, console: Console) -> None:
+    """nmoe-sim (in-process) at 1,000 / 10,000 / 100,000 clients on star and mec: validate
+    seconds, run wall, seconds per round, peak RSS."""
+    rows = []
+    sizes = [int(c) for c in args.scale_clients.split(",")]
+    for clients in sizes:
+        for topology in SCALE_TOPOLOGIES:
+            overrides = [*_scale_overrides(clients, topology, args.scale_rounds), *args.overrides]
+            tag = f"{clients}-{topology}"
+            waited = wait_until_idle(args.idle_wait) if args.idle_wait > 0 else 0.0
+            console.print(f"[bold]{tag}[/] (waited {waited:.0f} s) ...")
+            sets = _set_args(overrides)
+            validate = measure(
+                [str(NMOE_SIM), "validate", str(SCALE_SCENARIO), *sets],
+                _base_env(),
+                out / f"validate-{tag}.log",
+                args.poll,
+                0,
+            )
+            run_dir = out / "runs" / tag
+            cmd = [str(NMOE_SIM), "run", str(SCALE_SCENARIO), "--out", str(run_dir), *sets]
+            run = measure(cmd, _base_env(), out / f"run-{tag}.log", args.poll, 0)
+            row: dict[str, Any] = {
+                "clients": clients,
+                "topology": topology,
+                "validate_s": validate.wall_s,
+                "validate_peak_rss_bytes": validate.peak_rss,
+                "run_wall_s": run.wall_s,
+                "peak_rss_bytes": run.peak_rss,
+                "failed": validate.returncode != 0 or run.returncode != 0,
+                "other_cpu_s": run.other_cpu_s,
+            }
+            if run.returncode == 0:
+                row.update(_round_times(run_dir))
+            rows.append(row)
+            console.print(f"  {row}")
+    (out / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table = Table(title=f"scale test: FedAvg, 100 clients per round, {args.scale_rounds} rounds")
+    for name in (
+        "clients",
+        "topology",
+        "validate s",
+        "validate peak RSS GB",
+        "run wall s",
+        "outside rounds s",
+        "s / round",
+        "peak RSS GB",
+        "other CPU s",
+    ):
+        table.add_column(name, justify="right")
+    for row in rows:
+        per_round = row.get("s_per_round")
+        table.add_row(
+            f"{row['clients']:,}",
+            row["topology"],
+            f"{row['validate_s']:.2f}",
+            _gb(row["validate_peak_rss_bytes"]),
+            f"{row['run_wall_s']:.1f}" + (" (failed)" if row["failed"] else ""),
+            "-" if per_round is None else f"{row['run_wall_s'] - row['rounds_s']:.1f}",
+            "-" if per_round is None else f"{per_round:.3f}",
+            _gb(row["peak_rss_bytes"]),
+            f"{row['other_cpu_s']:.1f}",
+        )
+    Console(width=160).print(table)
+    worst = max(r["peak_rss_bytes"] for r in rows)
+    print(
+        f"largest peak RSS {_gb(worst)} GB (aim <= 8.00: {'met' if worst <= 8 * GB else 'NOT met'})"
+    )
+    print(
+        "'outside rounds s': the run's wall time less the FedAvg method's own (interpreter "
+        "start, imports, data, partition, network, output files); 's / round': from the "
+        "method's per-round wall-clock column in metrics.csv"
+    )
+    print(f"results: {out}")
+
+
+def _round_times(run_dir: Path) -> dict[str, float]:
+    """Seconds per round between the first and last round's metric rows, and the method's wall."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with (run_dir / "metrics.csv").open() as f:
+        walls = [float(r["wall_time_s"]) for r in csv.DictReader(f)]
+    per_round = (walls[-1] - walls[0]) / (len(walls) - 1) if len(walls) > 1 else walls[0]
+    return {"s_per_round": per_round, "rounds_s": summary["methods"]["fedavg"]["wall_time_s"]}
+
+
 # Main ----------------------------------------------------------------------------------------
 
 
@@ -457,14 +584,28 @@ def warm_up(arms: list[str], flower: Path | None) -> None:
         subprocess.run([str(flower), "-c", code], cwd=ROOT, check=True)
 
 
+def client_tasks(scenario: Path, overrides: list[str]) -> int:
+    """Client training tasks of the workload: rounds x clients per round."""
+    sys.path.insert(0, str(ROOT))
+    from nmoe_sim.config import load_scenario
+
+    s = load_scenario(scenario, overrides)
+    return s.baselines.fedavg.rounds * (s.federation.clients_per_round or s.clients.count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", type=Path, default=SCENARIO)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="compute")
+    parser.add_argument("--scenario", type=Path, default=None, help="default: the preset's")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of arms")
-    parser.add_argument("--nmoe-backend", default="ray", help="runtime.backend of nmoe-sim")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--repeat", type=int, default=1, help="runs per arm, interleaved")
-    parser.add_argument("--scale-test", action="store_true", help=f"nmoe-sim, {SCALE_CLIENTS}")
+    parser.add_argument(
+        "--scale-test",
+        action="store_true",
+        help="nmoe-sim alone at --scale-clients clients, star and mec",
+    )
+    parser.add_argument("--scale-clients", default=",".join(map(str, SCALE_CLIENTS)))
     parser.add_argument("--scale-rounds", type=int, default=3)
     parser.add_argument(
         "--floor-threads", type=int, default=None, help="torch threads of the floor; default all"
@@ -480,6 +621,7 @@ def main() -> None:
     parser.add_argument("--flower-venv", type=Path, default=FLOWER_VENV)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.scenario = args.scenario or PRESETS[args.preset]
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out: Path = args.out or ROOT / "runs" / f"bench-vs-flower-{stamp}"
@@ -487,18 +629,13 @@ def main() -> None:
         parser.error(f"--out: {out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
-    arms = ["nmoe-sim"] if args.scale_test else [a for a in args.arms.split(",") if a]
+    if args.scale_test:
+        scale_test(args, out, console)
+        return
+    arms = [a for a in args.arms.split(",") if a]
     if unknown := set(arms) - set(ARMS):
         parser.error(f"--arms: unknown {sorted(unknown)}; choose from {', '.join(ARMS)}")
     overrides = list(args.overrides)
-    if args.scale_test:
-        per_round = SCALE_CLIENTS // 10
-        overrides = [
-            f"clients.count={SCALE_CLIENTS}",
-            f"federation.clients_per_round={per_round}",
-            f"baselines.fedavg.rounds={args.scale_rounds}",
-            *overrides,
-        ]
     args.flower_python = flower_python(args.flower_venv, console) if "flower" in arms else None
     warm_up(arms, args.flower_python)
 
@@ -519,13 +656,15 @@ def main() -> None:
                 console.print(f"  [yellow]ended a leftover process[/]: {left}")
             runs.append(run)
     rows = [summarize(arm, [r for r in runs if r.arm == arm]) for arm in arms]
+    tasks = client_tasks(args.scenario, overrides)
+    add_overheads(rows, tasks)
 
     meta = {
+        "preset": args.preset,
         "scenario": str(args.scenario),
         "overrides": overrides,
-        "nmoe_backend": args.nmoe_backend,
         "repeat": args.repeat,
-        "scale_test": args.scale_test,
+        "client_tasks": tasks,
         "cpus": os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
         "poll_s": args.poll,
@@ -538,14 +677,11 @@ def main() -> None:
         meta["flower_torch"] = _venv_version(args.flower_python, "torch")
     write_results(out, meta, rows, runs)
 
-    what = "scale test: " if args.scale_test else ""
-    title = f"{what}FedAvg, {args.scenario.name}" + (
-        f" ({' '.join(overrides)})" if overrides else ""
-    )
-    title += f", nmoe-sim backend {args.nmoe_backend}"
+    title = f"FedAvg, {args.scenario.name}" + (f" ({' '.join(overrides)})" if overrides else "")
+    title += f", {tasks} client tasks"
     if "flwr" in meta:
         title += f", flwr {meta['flwr']} (ray {meta['flower_ray']})"
-    Console(width=160).print(results_table(title, rows, args.repeat))
+    Console(width=180).print(results_table(title, rows, args.repeat))
     by_arm = {r["arm"]: r for r in rows}
     for line in ratio_lines(by_arm):
         print(line)
@@ -553,13 +689,11 @@ def main() -> None:
         first = next(r for r in runs if r.arm == arm).measured.at_peak
         rest = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
         print(f"{arm} at its peak RSS (GB): {rest}")
-    if args.scale_test:
-        rss = by_arm["nmoe-sim"]["peak_rss_bytes"]
-        met = "met" if rss <= 8 * GB else "NOT met"
-        print(f"nmoe-sim, {SCALE_CLIENTS} clients: peak RSS {_gb(rss)} GB (aim <= 8.00: {met})")
     print(
         f"RSS polled every {args.poll:g} s, PSS every {args.pss_every:g} s, summed over each "
-        "arm's process tree; 'other CPU s' is what the rest of the machine used meanwhile "
+        "arm's process tree; 'start+stop s' is wall minus the arm's own timer (interpreter, "
+        "imports, Ray or Flower start and stop); 'overhead ms / client task' is (arm wall - floor "
+        "wall) / client tasks; 'other CPU s' is what the rest of the machine used meanwhile "
         "(timings are only comparable where it is near 0)"
     )
     print(f"results: {out}")

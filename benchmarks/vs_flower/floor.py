@@ -7,7 +7,8 @@ The plainest fast way to do what nmoe-sim's FedAvg baseline does, with nothing s
 round draw the clients (nmoe-sim's own selection stream), train each in turn with
 `nmoe_sim.learning.loops.fit` (same loss, optimizer, batches and seeds), take the sample-weighted
 mean of their state dicts (nmoe-sim's own `weighted_average`) and score the new global model on the
-whole test set. One model object is reused; torch uses every core.
+whole test set (every `federation.evaluate_every` rounds and after the last, as nmoe-sim does).
+One model object is reused; torch uses every core.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def main() -> None:
             states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             samples.append(len(w.client_y[cid]))
         global_weights = weighted_average(states, samples)
-        accuracies.append(w.accuracy(global_weights))
-        print(f"round {r + 1}/{w.rounds}: accuracy {accuracies[-1]:.4f}", flush=True)
+        if w.scored(r + 1):
+            accuracies.append(w.accuracy(global_weights))
+            print(f"round {r + 1}/{w.rounds}: accuracy {accuracies[-1]:.4f}", flush=True)
     write_result(
         args.result,
         accuracy=accuracies[-1],

@@ -2,8 +2,8 @@
 
 Message API of Flower 1.41: the ServerApp's main runs `flwr.serverapp.strategy.FedAvg.start`,
 sampling `clients_per_round` supernodes per round, with no federated evaluation and the global
-model scored on the whole test set after every round by the strategy's `evaluate_fn` (centralized
-evaluation), as nmoe-sim's FedAvg does. The ClientApp's `@train` handler trains nmoe_sim's
+model scored on the whole test set by the strategy's `evaluate_fn` (centralized evaluation) after
+the rounds nmoe-sim's FedAvg scores. The ClientApp's `@train` handler trains nmoe_sim's
 classifier with nmoe_sim's `fit_classifier` on client `partition-id`'s data and seed. Each Ray
 worker loads the population once (the usual Flower pattern of caching a partitioned dataset per
 process). A module of its own so that Ray's workers import these apps by name.
@@ -83,7 +83,9 @@ def server_main(grid: Grid, context: Context) -> None:
     accuracies: list[float] = []
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        if server_round == 0:  # nmoe-sim scores only the rounds' results, not the initial model
+        # nmoe-sim scores only the rounds' results (not the initial model), every
+        # federation.evaluate_every rounds and after the last.
+        if server_round == 0 or not w.scored(server_round):
             return None
         accuracies.append(w.accuracy(arrays.to_torch_state_dict()))
         return MetricRecord({"accuracy": accuracies[-1]})

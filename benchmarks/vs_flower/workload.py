@@ -52,6 +52,12 @@ class Workload:
     def local_epochs(self) -> int:
         return self.scenario.baselines.fedavg.local_epochs
 
+    def scored(self, round_number: int) -> bool:
+        """Whether the global model is scored after round `round_number` (from 1), as nmoe-sim
+        does it: every `federation.evaluate_every` rounds and after the last."""
+        every = self.scenario.federation.evaluate_every
+        return round_number % every == 0 or round_number == self.rounds
+
     @property
     def optim(self) -> OptimConfig:
         return self.scenario.baselines.fedavg.optim
