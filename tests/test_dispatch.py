@@ -132,3 +132,35 @@ def test_lost_host_drops_a_federated_task_and_records_it() -> None:
     statuses = [(t.node, t.status) for t in world.log.tasks]
     assert statuses == [("c0", "done"), ("c1", "host_lost")]
     assert world.log.tasks[1].host_wall_s != world.log.tasks[1].host_wall_s  # NaN: no answer
+
+
+def test_in_process_states_are_built_on_first_work_and_kept_only_when_written() -> None:
+    """100,000 clients cost nothing until they work: a data-only task gets a state made for
+    it and dropped after; a task that writes keeps its client's state for the next one."""
+    from nmoe_sim.learning.access import Access, task
+    from nmoe_sim.runtime.backend import InProcessBackend
+
+    built: list[int] = []
+
+    class State:
+        def __init__(self, cid: int) -> None:
+            built.append(cid)
+            self.notes: list[str] = []
+
+    @task(Access.DATA)
+    def train(state: State) -> int:
+        return len(state.notes)
+
+    @task(Access.WRITE)
+    def note(state: State, text: str) -> int:
+        state.notes.append(text)
+        return len(state.notes)
+
+    backend = InProcessBackend(range(100_000))
+    backend.host(State)
+    assert built == [] and backend.states == {}
+    assert [backend.submit(c, train).result() for c in (5, 5, 99_999)] == [0, 0, 0]
+    assert built == [5, 5, 99_999] and backend.states == {}
+    assert [backend.submit(7, note, t).result() for t in ("a", "b")] == [1, 2]
+    assert backend.submit(7, train).result() == 2  # a kept state serves every later task
+    assert built == [5, 5, 99_999, 7] and list(backend.states) == [7]
