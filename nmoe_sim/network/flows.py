@@ -643,20 +643,7 @@ class FlowNetwork:
             fair = link.capacity_bps / len(link.flows)
             if fair < rate:
                 rate = fair
-        # `_set_rate`, inlined: this runs at nearly every start and end.
-        if rate != cls.rate_bps:
-            if cls.t_last_s != now:
-                cls.v_bits += cls.rate_bps * (now - cls.t_last_s)
-                cls.t_last_s = now
-            if cls.ramping:
-                self._plan_ramps(cls, rate, now)
-            cls.rate_bps = rate
-            self._arm(cls, now)
-        else:
-            if cls.unplanned:
-                self._plan_ramps(cls, rate, now)
-            if cls.due_fid == -1:
-                self._arm(cls, now)
+        self._set_rate(cls, rate, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 
