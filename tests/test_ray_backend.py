@@ -20,7 +20,13 @@ from nmoe_sim.config import RuntimeConfig, Scenario, ScenarioError, load_scenari
 from nmoe_sim.engine import build_population, model_spec, run_scenario
 from nmoe_sim.learning import client as tasks
 from nmoe_sim.runtime.hosting import ClientFactory
-from nmoe_sim.runtime.ray_backend import ACTOR_MEMORY_BYTES, RayBackend, actor_count
+from nmoe_sim.runtime.ray_backend import (
+    ACTOR_MEMORY_BYTES,
+    RayBackend,
+    _tensor_to_wire,
+    actor_count,
+    send_tensors_as_bytes,
+)
 from tests.test_engine import tiny_scenario
 from tests.test_scenarios_real import ROOT, needs_fmnist
 
@@ -62,6 +68,41 @@ def _assert_same_run(a: Path, b: Path) -> None:
     ta, tb = _tables(a), _tables(b)
     for name in ta:
         pd.testing.assert_frame_equal(ta[name], tb[name], obj=name)
+
+
+# Tensors on the wire ---------------------------------------------------------------------------
+
+
+def test_tensors_cross_the_object_store_as_bytes_and_come_back_equal_and_writable(
+    local_ray: None,
+) -> None:
+    send_tensors_as_bytes()
+    sent = {
+        "float32": torch.arange(12, dtype=torch.float32).reshape(3, 4) / 7,
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "counter": torch.tensor(7),  # BatchNorm's num_batches_tracked
+        "empty": torch.zeros(0, 3),
+        "bool": torch.tensor([True, False, True]),
+        "bfloat16": torch.linspace(-1, 1, 5).bfloat16(),
+        "transposed": torch.arange(6.0).reshape(2, 3).t(),
+    }
+    for name, tensor in sent.items():
+        assert _tensor_to_wire(tensor)[0] == "bytes", name
+    back = ray.get(ray.put(sent))
+    for name, tensor in sent.items():
+        got = back[name]
+        assert got.dtype == tensor.dtype and got.shape == tensor.shape, name
+        assert torch.equal(got, tensor), name
+    back["float32"].mul_(0)  # the receiver owns its copy, not a view of the object store
+    assert back["float32"].abs().sum() == 0 and sent["float32"].abs().sum() > 0
+
+
+def test_tensors_with_autograd_keep_torch_pickling(local_ray: None) -> None:
+    send_tensors_as_bytes()
+    leaf = torch.tensor([1.0, -2.0], requires_grad=True)
+    assert _tensor_to_wire(leaf)[0] == "pickled"
+    back = ray.get(ray.put(leaf))
+    assert back.requires_grad and torch.equal(back.detach(), leaf.detach())
 
 
 # Parity ---------------------------------------------------------------------------------------
