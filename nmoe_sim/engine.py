@@ -216,8 +216,10 @@ def _run(
         loaded = _wait_for(loading, backend)
     try:
         # Client after client, so the centralized baseline can upload each client's slice and
-        # the clients' states share storage with it (one copy of the train set in memory).
+        # the clients' states share storage with it (one copy of the train set in memory: the
+        # set in its first order is dropped, here and in the finished future).
         population = loaded.in_client_order()
+        del loaded, loading
         dataset = population.dataset
         spec = model_spec(scenario, dataset)
         sizes = [len(p) for p in population.train_parts]
