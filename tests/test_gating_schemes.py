@@ -14,6 +14,7 @@ from nmoe_sim.gating import GATING_SCHEMES, ROUTING_REFERENCES, routing_scheme
 from nmoe_sim.gating.base import FixedRouting, LearnedGate
 from nmoe_sim.inference.routing import Router
 from nmoe_sim.methods import NMOE_METHODS, PAPER_METHODS, parse_nmoe
+from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.objectives import OBJECTIVES
 
 
@@ -78,3 +79,62 @@ def test_uniform_mixes_every_expert_equally() -> None:
 def test_a_fixed_routing_has_no_stage_3() -> None:
     with pytest.raises(RuntimeError, match="no stage 3"):
         next(iter(routing_scheme("uniform").train(_stage(2, 1))))
+
+
+# --- serving scores only where queries land --------------------------------------------------
+
+
+def _learned_stage(clients: int, samples: int) -> Any:
+    """What a learned gate's serving reads: the clients' gates and the test features."""
+    spec = ModelSpec("small_cnn", (1, 4, 4), 3, clients, 6, 8, 8, 4)
+    gates = []
+    for c in range(clients):
+        torch.manual_seed(c)
+        gates.append(spec.build_gate().state_dict())
+    scenario = SimpleNamespace(
+        inference=SimpleNamespace(top_k=None, latency_weight=0.0),
+        stages=SimpleNamespace(gate=SimpleNamespace(top_k=2)),
+    )
+    ids = list(range(clients))
+    ctx = SimpleNamespace(spec=spec, device="cpu", client_ids=ids, scenario=scenario)
+    return SimpleNamespace(
+        ctx=ctx,
+        features=torch.randn(samples, 6, generator=torch.Generator().manual_seed(7)),
+        expert_probs=torch.zeros(samples, clients, 3),
+        num_clients=clients,
+        client_gates=lambda: iter(gates),
+        experts=lambda client: None,
+        all_experts=lambda: None,
+    )
+
+
+@pytest.mark.parametrize("scheme", ["fedgate", "uniform"])
+def test_serving_keeps_exactly_the_queried_rows_of_the_full_scores(scheme: str) -> None:
+    """With `samples`, client c's scores are the full-test-set scores at samples[c] to the bit,
+    and a router looks a query's sample up there: no client holds [test, experts] rows it is never
+    queried on (n clients x test x n numbers in all)."""
+    stage = _learned_stage(clients=3, samples=10)
+    samples = [np.array([1, 4, 9]), np.array([0]), np.array([2, 3, 5, 6, 7])]
+    full = routing_scheme(scheme).serving(stage)
+    kept = routing_scheme(scheme).serving(stage, samples)
+    assert kept.samples is samples and full.samples is None
+    assert [s.shape for s in kept.scores] == [(3, 3), (1, 3), (5, 3)]
+    for c in range(3):
+        assert np.array_equal(kept.scores[c], full.scores[c][samples[c]])
+    whole = Router(full.scores, full.top_k, 0.0)
+    part = Router(kept.scores, kept.top_k, 0.0, samples=kept.samples)
+    for c, asked in enumerate(samples):
+        for s in asked:
+            assert part.choose(c, int(s)) == whole.choose(c, int(s))
+    with pytest.raises(KeyError, match="client 1 has no gate scores for test sample 4"):
+        part.choose(1, 4)
+
+
+def test_routings_are_made_one_client_at_a_time() -> None:
+    """A scheme's routings come as an iterator: a caller holds one [test, experts] routing, not
+    every client's (which is quadratic in the clients)."""
+    stage = _stage(clients=4, samples=2)
+    routings = routing_scheme("uniform").routings(stage)
+    assert not isinstance(routings, list | tuple)
+    assert torch.equal(next(iter(routings)), torch.full((2, 4), 0.25))
+    assert sum(1 for _ in routings) == 3  # the other three clients

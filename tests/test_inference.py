@@ -26,6 +26,7 @@ from nmoe_sim.inference import (
     ServingSettings,
     nominal_round_trips,
     poisson_queries,
+    queried_samples,
     serve,
     summarise,
 )
@@ -586,3 +587,14 @@ def test_global_queries_and_a_short_deadline_through_the_engine(tmp_path: Path) 
     for client, part in enumerate(population.test_parts):
         drawn = set(rows.loc[rows["client"] == client, "sample"])
         assert not drawn <= set(part.tolist())  # not confined to the client's own split
+
+
+def test_queried_samples_are_each_clients_distinct_samples_sorted() -> None:
+    queries = [
+        Query(0, 1, 7, 0.1),
+        Query(1, 0, 3, 0.2),
+        Query(2, 1, 2, 0.3),
+        Query(3, 1, 7, 0.4),
+    ]
+    asked = queried_samples(queries, 3)
+    assert [a.tolist() for a in asked] == [[3], [2, 7], []]

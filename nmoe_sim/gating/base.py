@@ -9,7 +9,7 @@ the same experts with no stage 3 at all. Which experts a client may use at all
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ class ServingRoute:
     latency_weight: float
     # Per client, the experts it may ask (the others score -inf); None: every expert.
     experts: list[tuple[int, ...]] | None = None
+    # Per client, the test samples its rows of `scores` are for; None: every sample, in order.
+    samples: Sequence[np.ndarray] | None = None
 
 
 @dataclass
@@ -110,31 +112,29 @@ class GateStage:
 
     def client_gates(
         self, fallback: Weights | None = None, shared: Weights | None = None
-    ) -> list[Weights]:
-        """Each client's gate; a client holding no gate yet (mid random walk, or not yet selected
-        by FedGate) gets `fallback`. `shared` (FedGate's current global trunk) replaces that part
-        of every client's gate, as at the end."""
-        gates = []
+    ) -> Iterator[Weights]:
+        """Each client's gate, in client order, fetched as it is read (each gate scores every
+        expert, so n gates at once are quadratic in the clients); a client holding no gate yet
+        (mid random walk, or not yet selected by FedGate) gets `fallback`. `shared` (FedGate's
+        current global trunk) replaces that part of every client's gate, as at the end."""
         for c in self.ctx.client_ids:
             gate = self.ctx.backend.submit(c, tasks.gate_weights, self.method).result()
             gate = fallback if gate is None else gate
             if gate is None:
                 raise RuntimeError(f"client {c} holds no gate for {self.method}")
-            gates.append(gate if shared is None else {**gate, **shared})
-        return gates
+            yield gate if shared is None else {**gate, **shared}
 
     def gate_routings(
         self, fallback: Weights | None = None, shared: Weights | None = None
-    ) -> list[torch.Tensor]:
-        """Each client's top-k gate routing on the test features (see `client_gates`)."""
+    ) -> Iterator[torch.Tensor]:
+        """Each client's top-k gate routing on the test features (see `client_gates`), made as
+        it is read: n clients' [test, n] routings at once would be n^2 x test numbers."""
         ctx = self.ctx
         k = ctx.scenario.stages.gate.top_k
         device = torch.device(ctx.device)
         gates = self.client_gates(fallback, shared)
-        return [
-            gate_routing(ctx.spec, gate, self.features, k, device, self.experts(c))
-            for c, gate in zip(ctx.client_ids, gates, strict=True)
-        ]
+        for c, gate in zip(ctx.client_ids, gates, strict=True):
+            yield gate_routing(ctx.spec, gate, self.features, k, device, self.experts(c))
 
     def evaluate(
         self,
@@ -147,7 +147,7 @@ class GateStage:
         ctx = self.ctx
         routings = self.gate_routings(fallback, shared)
         scores = ctx.evaluator.score_each(
-            [mixture_predictions(r, self.expert_probs) for r in routings]
+            [mixture_predictions(r, self.expert_probs) for r in routings]  # one routing at a time
         )
         self.world.metric("gate", round_, scores.accuracy_global, loss)
 
@@ -191,11 +191,17 @@ class GatingScheme(Protocol):
         """Stage 3 as a process on `stage.world`'s clock (gating schemes only)."""
         ...
 
-    def routings(self, stage: GateStage) -> list[torch.Tensor]:
-        """Each client's [test, experts] mixture weights on the test features, after stage 3."""
+    def routings(self, stage: GateStage) -> Iterator[torch.Tensor]:
+        """Each client's [test, experts] mixture weights on the test features, after stage 3, in
+        client order, made as they are read (hold one at a time: all are n^2 x test numbers)."""
         ...
 
-    def serving(self, stage: GateStage) -> ServingRoute: ...
+    def serving(
+        self, stage: GateStage, samples: Sequence[np.ndarray] | None = None
+    ) -> ServingRoute:
+        """How queries are routed; with `samples`, scores only for the test samples each client
+        is queried on (`samples[c]`, sorted), not the whole test set."""
+        ...
 
 
 class LearnedGate:
@@ -211,22 +217,27 @@ class LearnedGate:
         """Train the gates; every client must hold one at the end."""
         raise NotImplementedError
 
-    def routings(self, stage: GateStage) -> list[torch.Tensor]:
+    def routings(self, stage: GateStage) -> Iterator[torch.Tensor]:
         return stage.gate_routings()
 
-    def serving(self, stage: GateStage) -> ServingRoute:
+    def serving(
+        self, stage: GateStage, samples: Sequence[np.ndarray] | None = None
+    ) -> ServingRoute:
         ctx = stage.ctx
         device = torch.device(ctx.device)
         scores = []
         for c, gate in zip(ctx.client_ids, stage.client_gates(), strict=True):
+            # Scored on the whole test set as in evaluation (the same batches, so the same
+            # numbers), then only the client's queried rows are kept.
             score = gate_scores(ctx.spec, gate, stage.features, device)
+            if samples is not None:
+                score = score[torch.from_numpy(samples[c])]
             experts = stage.experts(c)
-            scores.append(score if experts is None else mask_scores(score, torch.tensor(experts)))
+            score = score if experts is None else mask_scores(score, torch.tensor(experts))
+            scores.append(score.numpy())
         cfg = ctx.scenario.inference
         top_k = cfg.top_k or ctx.scenario.stages.gate.top_k
-        return ServingRoute(
-            [s.numpy() for s in scores], top_k, cfg.latency_weight, stage.all_experts()
-        )
+        return ServingRoute(scores, top_k, cfg.latency_weight, stage.all_experts(), samples)
 
 
 class FixedRouting:
@@ -251,16 +262,20 @@ class FixedRouting:
         kept[list(experts)] = w[list(experts)]
         return kept / kept.sum()
 
-    def routings(self, stage: GateStage) -> list[torch.Tensor]:
+    def routings(self, stage: GateStage) -> Iterator[torch.Tensor]:
         n_test, n_experts = stage.expert_probs.shape[:2]
-        weights = (self.reachable_weights(stage, i, n_experts) for i in range(stage.num_clients))
-        return [torch.from_numpy(w).float().expand(n_test, -1).clone() for w in weights]
+        for i in range(stage.num_clients):
+            w = self.reachable_weights(stage, i, n_experts)
+            yield torch.from_numpy(w).float().expand(n_test, -1).clone()
 
-    def serving(self, stage: GateStage) -> ServingRoute:
+    def serving(
+        self, stage: GateStage, samples: Sequence[np.ndarray] | None = None
+    ) -> ServingRoute:
         # The fixed weights serve as scores: the top k that covers every non-zero weight keeps
         # them, and equal kept scores mix equally, as the weights say.
         n_test, n_experts = stage.expert_probs.shape[:2]
         weights = [self.reachable_weights(stage, i, n_experts) for i in range(stage.num_clients)]
         top_k = max(int(np.count_nonzero(w)) for w in weights)
-        tiled = [np.tile(w, (n_test, 1)) for w in weights]
-        return ServingRoute(tiled, top_k, 0.0, stage.all_experts())
+        rows = [n_test if samples is None else len(samples[i]) for i in range(len(weights))]
+        tiled = [np.tile(w, (n, 1)) for w, n in zip(weights, rows, strict=True)]
+        return ServingRoute(tiled, top_k, 0.0, stage.all_experts(), samples)

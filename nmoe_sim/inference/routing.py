@@ -53,20 +53,30 @@ class Router:
         top_k: int,
         latency_weight: float = 0.0,
         estimator: DelayEstimator | None = None,
+        samples: Sequence[np.ndarray] | None = None,
     ) -> None:
+        """`scores[c]`: client c's [samples, experts] gate scores; with `samples`, row i of
+        `scores[c]` is for test sample `samples[c][i]` (sorted), else row s for sample s."""
         experts = scores[0].shape[1] if len(scores) else 0
         if not 1 <= top_k <= experts:
             raise ValueError(f"top_k={top_k} must lie in 1..{experts}")
         if latency_weight > 0 and estimator is None:
             raise ValueError("latency-aware routing needs a DelayEstimator")
         self.scores = scores
+        self.samples = samples
         self.top_k = top_k
         self.latency_weight = latency_weight
         self.estimator = estimator
 
     def choose(self, client: int, sample: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """The experts asked (best first) and their mixture weights (summing to one)."""
-        raw = np.asarray(self.scores[client][sample], dtype=float)
+        row = sample
+        if self.samples is not None:
+            asked = self.samples[client]
+            row = int(np.searchsorted(asked, sample))
+            if row == len(asked) or asked[row] != sample:
+                raise KeyError(f"client {client} has no gate scores for test sample {sample}")
+        raw = np.asarray(self.scores[client][row], dtype=float)
         ranked = raw
         if self.latency_weight > 0:
             assert self.estimator is not None

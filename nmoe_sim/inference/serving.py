@@ -181,7 +181,7 @@ def serve(
     """
     if settings.service == "exponential" and len(service_rngs) < model.num_experts:
         raise ValueError("exponential service needs one random stream per expert")
-    router = Router(model.scores, settings.top_k, settings.latency_weight, estimator)
+    router = Router(model.scores, settings.top_k, settings.latency_weight, estimator, model.samples)
     server = _Server(world, model, settings, router, estimator, service_rngs)
     start = world.env.now
     first_row = len(world.log.transfers)

@@ -34,6 +34,8 @@ class ServingModel:
     scores: Sequence[np.ndarray]  # per client, [samples, experts]: its gate's scores
     fe_flops: float  # one query's feature extractor + gate on its client
     expert_flops: float  # one expert answer
+    # Per client, the test samples its rows of `scores` are for (sorted); None: all, in order.
+    samples: Sequence[np.ndarray] | None = None
 
     @property
     def num_experts(self) -> int:
@@ -66,3 +68,11 @@ def poisson_queries(
         drawn += [(float(t), client, int(s)) for t, s in zip(times, samples, strict=True)]
     drawn.sort(key=lambda row: (row[0], row[1]))
     return [Query(i, c, s, t) for i, (t, c, s) in enumerate(drawn)]
+
+
+def queried_samples(queries: Sequence[Query], num_clients: int) -> list[np.ndarray]:
+    """Per client (ids 0..num_clients-1), the distinct test samples it is queried on, sorted."""
+    asked: list[list[int]] = [[] for _ in range(num_clients)]
+    for q in queries:
+        asked[q.client].append(q.sample)
+    return [np.unique(np.asarray(s, dtype=np.int64)) for s in asked]

@@ -9,7 +9,7 @@ are plug-ins (`nmoe_sim/objectives/`, `nmoe_sim/gating/`); this module only sequ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from nmoe_sim.inference import (
     ServingSettings,
     nominal_round_trips,
     poisson_queries,
+    queried_samples,
     serve,
     summarise,
 )
@@ -202,14 +203,15 @@ class NmoePipeline:
         log.finish(world.env.now)
         return self._result(scheme.routings(stage), log)
 
-    def _result(self, routings: Sequence[torch.Tensor], log: MethodLog) -> MethodResult:
+    def _result(self, routings: Iterable[torch.Tensor], log: MethodLog) -> MethodResult:
+        """Scores and routing frequencies, one client's routing at a time."""
         ev = self.ctx.evaluator
         _, expert_probs = self._trained()
-        predictions = [mixture_predictions(r, expert_probs) for r in routings]
-        freq = np.stack(
-            [routing_frequency(r[idx]) for r, idx in zip(routings, ev.client_test, strict=True)]
-        )
-        return MethodResult(ev.score_each(predictions), log, freq)
+        predictions, freq = [], []
+        for r, idx in zip(routings, ev.client_test, strict=True):
+            predictions.append(mixture_predictions(r, expert_probs))
+            freq.append(routing_frequency(r[idx]))
+        return MethodResult(ev.score_each(predictions), log, np.stack(freq))
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -225,14 +227,6 @@ class NmoePipeline:
         n_clients = len(ctx.client_ids)
         n_samples = features.shape[0]
         scheme: GatingScheme = routing_scheme(method.routing)
-        route = scheme.serving(self._stage(method, result.log))
-        model = ServingModel(
-            features=features,
-            expert_probs=expert_probs,
-            scores=route.scores,
-            fe_flops=ctx.spec.forward_flops("extractor") + ctx.spec.forward_flops("gate"),
-            expert_flops=ctx.spec.forward_flops("expert"),
-        )
         start = result.log.sim_time_s
         queries = poisson_queries(
             ctx.scenario.seed,
@@ -244,6 +238,17 @@ class NmoePipeline:
             rate_qps=cfg.rate_qps,
             per_client=cfg.queries_per_client,
             start_s=start,
+        )
+        # Gate scores only for the samples each client is queried on: every client's scores on
+        # the whole test set would be clients^2 x test numbers.
+        route = scheme.serving(self._stage(method, result.log), queried_samples(queries, n_clients))
+        model = ServingModel(
+            features=features,
+            expert_probs=expert_probs,
+            scores=route.scores,
+            fe_flops=ctx.spec.forward_flops("extractor") + ctx.spec.forward_flops("gate"),
+            expert_flops=ctx.spec.forward_flops("expert"),
+            samples=route.samples,
         )
         ctx.progress.stage(method.name, f"serving {len(queries)} queries")
         log = ctx.recorder.serving(method.name)
