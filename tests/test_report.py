@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -19,9 +20,16 @@ from typer.testing import CliRunner
 from nmoe_sim.cli import EXIT_BAD_INPUT, app
 from nmoe_sim.report import ReportError, build_report
 from nmoe_sim.report.build import MARKER
-from nmoe_sim.report.figures import SWEEP_FIGURES, _log_x, sweep_figure_name
+from nmoe_sim.report.figures import (
+    DPI,
+    SWEEP_FIGURES,
+    _log_x,
+    expert_load_figure,
+    sweep_figure_name,
+)
 from nmoe_sim.report.timeline import chrome_trace_events, node_order
 from nmoe_sim.sweep import FIGURES, INFERENCE_FIGURES
+from nmoe_sim.telemetry.plots import gating_heatmap
 from nmoe_sim.telemetry.schema import MetricRecord, QueryRecord, TransferRecord, columns, row
 from nmoe_sim.telemetry.summary import (
     DatasetInfo,
@@ -430,3 +438,19 @@ def test_cli_report_on_a_real_tiny_run(tmp_path: Path) -> None:
     events = json.loads((run / "report" / "timeline.json").read_text())["traceEvents"]
     rows = len(pd.read_csv(run / "tasks.csv")) + len(pd.read_csv(run / "trace.csv"))
     assert sum(e["ph"] == "X" for e in events) == rows
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]  # PNG signature, then the IHDR chunk: width, height
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def test_figures_of_many_clients_keep_a_bounded_canvas(tmp_path: Path) -> None:
+    """A cell per client would make a 1,000-client heat map 500 inches (50,000 pixels) square;
+    the canvas is capped at 14 inches high (15 wide, with the colour bar) at 110 dpi."""
+    gating_heatmap(np.eye(1000), "many", tmp_path / "many.png")
+    assert _png_size(tmp_path / "many.png") == (15 * 110, 14 * 110)
+    gating_heatmap(np.eye(4), "few", tmp_path / "few.png")  # small runs keep a cell per client
+    assert _png_size(tmp_path / "few.png") == (5 * 110, 4 * 110)
+    expert_load_figure({"m": [0.001] * 1000}, {}, tmp_path / "load.png")
+    assert _png_size(tmp_path / "load.png") == (24 * DPI, round(4.8 * DPI))

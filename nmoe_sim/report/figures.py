@@ -396,11 +396,14 @@ def expert_load_figure(
     fractions = all(0 <= x <= 1 for v in loads.values() for x in v)
     scale = 100.0 if fractions else 1.0
     width = 0.8 / len(loads)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * experts * max(1, len(loads) / 3) + 4), 4.8))
+    # Capped like every figure here: beyond a few dozen experts the bars are a profile, not labels.
+    inches = min(24.0, max(7.0, 0.5 * experts * max(1, len(loads) / 3) + 4))
+    fig, ax = plt.subplots(figsize=(inches, 4.8))
     for k, (method, values) in enumerate(loads.items()):
         x = np.arange(len(values)) - 0.4 + width * (k + 0.5)
         ax.bar(x, scale * np.asarray(values, float), width, color=colours.get(method), label=method)
-    ax.set_xticks(range(experts))
+    if experts <= 40:
+        ax.set_xticks(range(experts))
     ax.set_xlabel("expert (hosting client)")
     ax.set_ylabel("utilisation (%)" if fractions else "utilisation")
     ax.set_title("Inference: load on each expert")

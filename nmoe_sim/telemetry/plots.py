@@ -14,7 +14,9 @@ import numpy as np
 def gating_heatmap(frequency: np.ndarray, title: str, path: Path) -> None:
     """Client x expert routing frequency (rows sum to 1)."""
     clients, experts = frequency.shape
-    size = max(4.0, 0.45 * max(clients, experts) + 2)
+    # Capped: a cell per client stops being readable long before the canvas stops growing (at
+    # 200 clients an uncapped figure was 10,000 pixels square and took 3 GB to draw).
+    size = min(14.0, max(4.0, 0.45 * max(clients, experts) + 2))
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(frequency, vmin=0, vmax=1, cmap="viridis")
     ax.set_title(title)
