@@ -37,7 +37,7 @@ def fit(
 
     Returns the mean loss of the last epoch.
     """
-    model.to(device).train()
+    _leave_cpu(model, device).train()
     optimizer = make_optimizer(model.parameters(), cfg)
     n = tensors[0].shape[0]
     last = float("nan")
@@ -52,7 +52,7 @@ def fit(
             total += loss.item() * len(idx)
             count += len(idx)
         last = total / max(count, 1)
-    model.cpu()
+    _back_to_cpu(model, device)
     return last
 
 
@@ -61,10 +61,22 @@ def predict(
     model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 2048
 ) -> torch.Tensor:
     """Model outputs for all of `x`, in eval mode, on CPU."""
-    model.to(device).eval()
+    _leave_cpu(model, device).eval()
     out = [model(chunk.to(device)).cpu() for chunk in x.split(batch_size)]
-    model.cpu()
+    _back_to_cpu(model, device)
     return torch.cat(out) if out else torch.empty(0)
+
+
+# Models rest on the CPU between tasks. A move to where a model already is still walks every
+# submodule and tensor (about 0.3 ms each way for the small CNN, half of a cross-device client
+# task's overhead), so the CPU case skips it.
+def _leave_cpu(model: nn.Module, device: torch.device) -> nn.Module:
+    return model if torch.device(device).type == "cpu" else model.to(device)
+
+
+def _back_to_cpu(model: nn.Module, device: torch.device) -> None:
+    if torch.device(device).type != "cpu":
+        model.cpu()
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
