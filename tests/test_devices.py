@@ -177,3 +177,19 @@ def test_availability_phases_are_seeded_per_client() -> None:
     assert a.availability == b.availability
     phases = [a.availability[client_node(c)][0] for c in range(5)]
     assert all(0 <= p < 60 for p in phases) and len(set(phases)) == 5
+
+
+def test_the_clock_stays_a_python_float_after_straggling_client_work() -> None:
+    """Speeds drawn with numpy (stragglers, lognormal factors) are kept as Python floats: a numpy
+    duration would turn the clock's `now`, and all network arithmetic after it, into numpy
+    scalars (the same values, several times slower per operation)."""
+    profile = _profile(4, straggler_fraction=0.5, straggler_slowdown=3.0, lognormal_sigma=0.5)
+    env = simpy.Environment()
+    devices = Devices(env, profile, np.random.default_rng(0))
+
+    def task() -> object:
+        return (yield from devices.work(client_node(2), 1e10, lambda: _Now("done")))
+
+    env.run(env.process(task()))
+    assert type(env.now) is float and env.now == 1e10 / profile.speed_flops[client_node(2)]
+    assert all(type(speed) is float for speed in profile.speed_flops.values())

@@ -66,8 +66,12 @@ class DeviceProfile:
         factor[slowed] *= straggler_slowdown
         if lognormal_sigma > 0:
             factor *= np.exp(rng.normal(0.0, lognormal_sigma, num_clients))
-        speeds = {client_node(c): client_gflops[c] * 1e9 / factor[c] for c in range(num_clients)}
-        speeds[SERVER] = server_gflops * 1e9
+        # Python floats, not numpy scalars: a numpy duration would make the clock's `now`, and
+        # every network computation after it, numpy arithmetic (same values, several times slower).
+        speeds = {
+            client_node(c): float(client_gflops[c] * 1e9 / factor[c]) for c in range(num_clients)
+        }
+        speeds[SERVER] = float(server_gflops * 1e9)
         availability = {}
         if availability_period_s is not None and online_fraction < 1:
             phases = rng.uniform(0.0, availability_period_s, num_clients)
