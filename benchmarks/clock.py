@@ -35,6 +35,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nmoe_sim.native import is_compiled  # noqa: E402
+from nmoe_sim.network import flows  # noqa: E402
 from nmoe_sim.network.flows import FlowNetwork  # noqa: E402
 from nmoe_sim.network.topology import Topology, mec  # noqa: E402
 from nmoe_sim.network.transports import TRANSPORTS, by_name  # noqa: E402
@@ -223,6 +225,8 @@ def main() -> None:
         "build s is the topology alone; CPU time is this process's, which tells contention on a "
         "shared machine apart"
     )
+    core = "compiled (mypyc, build/native)" if is_compiled(flows) else "pure Python"
+    print(f"network core: {core}; NMOE_SIM_PURE_PYTHON=1 runs the pure-Python one")
 
 
 if __name__ == "__main__":
