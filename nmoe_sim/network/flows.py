@@ -36,7 +36,7 @@ import itertools
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 import simpy
@@ -61,8 +61,10 @@ class _Link:
         "index",
         "key",
         "mark",
+        "pos",
         "residual_bps",
         "unfrozen",
+        "version",
     )
 
     def __init__(self, index: int, capacity_bps: float) -> None:
@@ -72,8 +74,10 @@ class _Link:
         self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
         self.classes: dict[_Class, None] = {}  # classes for which this link is shared (ordered set)
         self.mark = 0  # scratch for component search
-        self.residual_bps = 0.0  # scratch for water-filling
+        self.residual_bps = 0.0  # scratch for water-filling, with the four below
         self.unfrozen = 0
+        self.pos = 0
+        self.version = 0
 
 
 class _Route:
@@ -129,12 +133,14 @@ class _Class:
         "alive",
         "cap_bps",
         "due_fid",
+        "frozen",
         "heap",
         "key",
         "links",
         "mark",
         "n",
         "new_rate_bps",
+        "pos",
         "ramping",
         "rate_bps",
         "t_last_s",
@@ -159,6 +165,8 @@ class _Class:
         self.due_fid = -1  # the head the pending timer was armed for
         self.alive = True
         self.mark = 0
+        self.pos = 0  # scratch for water-filling, with `frozen`
+        self.frozen = False
         # Members in slow start (ordered set, made on first use): re-planned when the rate moves.
         self.ramping: dict[_Flow, None] | None = None
         # Members in slow start that joined since the last re-share: planned there.
@@ -713,35 +721,70 @@ def _link_index(link: _Link) -> int:
 
 def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
     """Progressive filling: raise every unfrozen class's rate together; freeze the classes of the
-    first link to saturate (or a class reaching its cap); repeat. Sets `new_rate_bps`."""
-    for link in links:
+    first link to saturate (or a class reaching its cap); repeat. Sets `new_rate_bps`.
+
+    The tightest link and the least cap come from heaps (ties to the earlier link or class in the
+    lists given), and a saturated link's classes from its own class set, so a step costs the
+    links it touches, not a scan of every link and class: a component with thousands of classes
+    and dozens of distinct levels (an all-to-all exchange) is solved in O((L + C k) log L)."""
+    link_heap: list[tuple[float, int, int, _Link]] = []
+    for pos, link in enumerate(links):
         link.residual_bps = link.capacity_bps
-        link.unfrozen = len(link.flows)
-    unfrozen = classes
-    while unfrozen:
+        link.unfrozen = n = len(link.flows)
+        link.pos = pos
+        link.version = 0
+        link_heap.append((link.residual_bps / n, pos, 0, link))
+    heapify(link_heap)
+    cap_heap: list[tuple[float, int, _Class]] = []
+    for pos, cls in enumerate(classes):
+        cls.pos = pos
+        cls.frozen = False
+        cap_heap.append((cls.cap_bps, pos, cls))
+    heapify(cap_heap)
+    left = len(classes)
+    while left:
         level = math.inf
         tight: _Link | None = None
-        for link in links:
-            if link.unfrozen > 0:
-                share = link.residual_bps / link.unfrozen
-                if share < level:
-                    level, tight = share, link
+        while link_heap:
+            share, _, version, link = link_heap[0]
+            if version == link.version and link.unfrozen > 0:
+                level, tight = share, link
+                break
+            heappop(link_heap)  # stale: the link's share moved or it is full
+        while cap_heap[0][2].frozen:
+            heappop(cap_heap)
         capped: _Class | None = None
-        for cls in unfrozen:
-            if cls.cap_bps < level:
-                level, capped = cls.cap_bps, cls
+        cap, _, cls = cap_heap[0]
+        if cap < level:
+            level, capped = cap, cls
         if level < 0.0:
             level = 0.0  # rounding in the residuals; positive capacities cannot need it
         if capped is not None:
             frozen = [capped]
-            unfrozen = [c for c in unfrozen if c is not capped]
+        elif tight is not None:
+            frozen = [c for c in tight.classes if not c.frozen]
+            frozen.sort(key=_class_pos)  # the order the residuals are reduced in, as listed
         else:
-            frozen = [c for c in unfrozen if tight in c.links]
-            unfrozen = [c for c in unfrozen if tight not in c.links]
+            frozen = []
         if not frozen:  # cannot happen while link flow counts are consistent; never spin
             raise RuntimeError("max-min water-filling made no progress: inconsistent link state")
+        touched: dict[_Link, None] = {}
         for cls in frozen:
+            cls.frozen = True
             cls.new_rate_bps = level
+            n = cls.n
             for link in cls.links:
-                link.residual_bps -= cls.n * level
-                link.unfrozen -= cls.n
+                link.residual_bps -= n * level
+                link.unfrozen -= n
+                touched[link] = None
+        left -= len(frozen)
+        for link in touched:
+            if link.unfrozen > 0:
+                link.version += 1
+                heappush(
+                    link_heap, (link.residual_bps / link.unfrozen, link.pos, link.version, link)
+                )
+
+
+def _class_pos(cls: _Class) -> int:
+    return cls.pos
