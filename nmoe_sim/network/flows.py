@@ -8,8 +8,10 @@ Model of one transfer from A to B (`FlowNetwork.carry`):
    handshakes and store-and-forward), the bits to move (TCP adds headers), a bound on its rate
    (TCP: window, loss) and whether it starts in slow start;
 3. after that delay it transmits its bits at its max-min fair rate (capped by its bound). Rates
-   are recomputed whenever a transmission starts or ends, so a flow runs at half rate while it
-   shares a bottleneck with an equal flow and at full rate once that flow is gone. A flow in slow
+   are recomputed at every simulated instant at which a transmission starts or ends (once, after
+   all of that instant's other events: simultaneous starts and ends are simultaneous, whatever
+   order the code issues them in), so a flow runs at half rate while it shares a bottleneck with
+   an equal flow and at full rate once that flow is gone. A flow in slow
    start pauses between the windows it sends (`nmoe_sim.network.ramp`, in closed form: no timer
    per round trip); its pauses are re-planned when its rate changes. Bandwidths are in Mbps =
    1e6 bits/s.
@@ -24,10 +26,11 @@ cap (the least of their own bound and the bandwidth of their links that carry th
 Max-min gives every member of a class the same rate, so a class keeps one "virtual clock" `v_bits`
 (bits each member has sent since the class was born), a heap of its members' finishing points on
 that clock, and one entry in the network's heap of due times (SimPy itself holds a single wake-up
-for the earliest). A start or end touches the flow's links, re-solves max-min only over the classes
-connected to them through shared links (progressive filling), and re-arms the classes whose rate
-changed: work per event scales with the classes nearby, not with the active flows. Ties are broken
-by flow id and by the order events were scheduled, so equal inputs give equal outputs.
+for the earliest). A start or end touches the flow's links and marks its classes; at the end of the
+instant max-min is re-solved only over the classes connected to the marked ones through shared
+links (progressive filling, with heaps), and the classes whose rate changed are re-armed: work per
+instant scales with the classes nearby, not with the active flows. Ties are broken by flow id and
+by the order events were scheduled, so equal inputs give equal outputs.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import Event, Timeout
+from simpy.events import NORMAL, Event, EventPriority, Timeout
 
 from nmoe_sim.network.ramp import Ramp
 from nmoe_sim.network.topology import Topology
@@ -51,6 +54,8 @@ _UNPLANNED = -1.0  # finish_v of a flow in slow start until its class's re-share
 # A flow within this many bits of its end counts as done (absorbs floating-point drift).
 _DONE_EPS_BITS = 1e-6
 _DONE_EPS_REL = 1e-12
+# Re-shares wait for this priority: after every ordinary event of the same simulated instant.
+_END_OF_INSTANT = EventPriority(NORMAL + 1)
 
 
 class _Link:
@@ -221,6 +226,9 @@ class FlowNetwork:
         self._wake_at = math.inf
         self._wake_token = 0
         self._waking = False
+        # Classes whose max-min rates may have moved this instant, re-solved once at its end.
+        self._pending: list[_Class] = []
+        self._reshare_scheduled = False
         self.transfers_completed = 0
         self.peak_active_flows = 0
         self.history: list[tuple[float, dict[int, float]]] | None = [] if record_history else None
@@ -228,6 +236,7 @@ class FlowNetwork:
         # Bound once: a callback per transfer would otherwise build a new method object each time.
         self._start_cb = self._start_after_latency
         self._wake_cb = self._on_wake
+        self._reshare_cb = self._reshare_pending
 
     # ---------------------------------------------------------------- public
 
@@ -362,18 +371,13 @@ class FlowNetwork:
                     moved = {}
                 moved[other.fid] = other
             flows[fid] = flow
-        if moved is None:
-            cls = self._class_for(flow, now)
-            self._join(flow, cls, size_bits, now)
-            self._reshare_one(cls, now)
-            return
-        seeds: list[_Class] = []
-        for other in moved.values():
-            self._reclassify(other, now, seeds)
+        if moved is not None:
+            seeds = self._pending_seeds()
+            for other in moved.values():
+                self._reclassify(other, now, seeds)
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
-        seeds.append(cls)
-        self._reshare(seeds, now)
+        self._pending_seeds().append(cls)
 
     def _on_wake(self, event: simpy.Event) -> None:
         token, target = event._value
@@ -444,13 +448,12 @@ class FlowNetwork:
         cls.n -= n_done
         if cls.ramping:
             self._leave_ramps(cls, finished, now)
-        seeds: list[_Class]
+        seeds = self._pending_seeds()
         if cls.n == 0:
             self._drop(cls)
-            seeds = []
         else:
             cls.due_fid = -1  # its next head needs a timer even if the rate stays put
-            seeds = [cls]
+            seeds.append(cls)
         self._n_active -= n_done
         for flow in finished:
             fid = flow.fid
@@ -471,7 +474,6 @@ class FlowNetwork:
         if moved is not None:
             for other in moved.values():
                 self._reclassify(other, now, seeds)
-        self._reshare(seeds, now)
         self.transfers_completed += n_done
         records = self.records
         for flow in finished:
@@ -542,7 +544,10 @@ class FlowNetwork:
         if ramp is not None and not ramp.exited:
             assert old.ramping is not None  # a ramping flow is listed in its class's `ramping`
             del old.ramping[flow]
-            ramp.advance(now, old.rate_bps)
+            if flow.finish_v == _UNPLANNED:  # joined this instant: nothing sent, nothing planned
+                old.unplanned.remove(flow)
+            else:
+                ramp.advance(now, old.rate_bps)
             if not ramp.exited:
                 remaining = ramp.left
         old.n -= 1  # its heap entry goes stale (flow.cls no longer points here)
@@ -626,6 +631,29 @@ class FlowNetwork:
             self._set_wake(t, now)
 
     # ---------------------------------------------------------------- max-min
+
+    def _pending_seeds(self) -> list[_Class]:
+        """The list to put classes in whose rates a start or end may have moved. Max-min is
+        re-solved once, after every other event of this simulated instant: flows that start or
+        end together (a round's downloads, an exchange's equal transfers) cost one solve, not one
+        each, and no rate that lasts no time is ever computed."""
+        if not self._reshare_scheduled:
+            self._reshare_scheduled = True
+            env = self._env
+            assert env is not None  # bound by `carry`, which began what starts or ends here
+            event = Event(env)
+            event._ok = True
+            event._value = None
+            event.callbacks.append(self._reshare_cb)
+            env.schedule(event, _END_OF_INSTANT)
+        return self._pending
+
+    def _reshare_pending(self, event: simpy.Event) -> None:
+        seeds, self._pending = self._pending, []
+        self._reshare_scheduled = False
+        env = self._env
+        assert env is not None
+        self._reshare(seeds, env.now)  # seeds may be empty: the flows that ended shared nothing
 
     def _reshare(self, seeds: list[_Class], now: float) -> None:
         """Re-solve max-min over the classes linked to `seeds` by shared links; re-arm timers."""
