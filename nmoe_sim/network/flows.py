@@ -43,7 +43,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, Event, EventPriority, Timeout
+from simpy.events import Event, Timeout
 
 from nmoe_sim.network.ramp import Ramp
 from nmoe_sim.network.topology import Topology
@@ -54,8 +54,6 @@ _UNPLANNED = -1.0  # finish_v of a flow in slow start until its class's re-share
 # A flow within this many bits of its end counts as done (absorbs floating-point drift).
 _DONE_EPS_BITS = 1e-6
 _DONE_EPS_REL = 1e-12
-# Re-shares wait for this priority: after every ordinary event of the same simulated instant.
-_END_OF_INSTANT = EventPriority(NORMAL + 1)
 
 
 class _Link:
@@ -226,9 +224,11 @@ class FlowNetwork:
         self._wake_at = math.inf
         self._wake_token = 0
         self._waking = False
-        # Classes whose max-min rates may have moved this instant, re-solved once at its end.
+        # Classes whose max-min rates may have moved this instant, re-solved once by the last of
+        # the instant's starts and wake-ups that the network knows of.
         self._pending: list[_Class] = []
-        self._reshare_scheduled = False
+        self._unsolved = False
+        self._starts_due: dict[float, int] = {}  # transmissions to start, by time
         self.transfers_completed = 0
         self.peak_active_flows = 0
         self.history: list[tuple[float, dict[int, float]]] | None = [] if record_history else None
@@ -236,7 +236,6 @@ class FlowNetwork:
         # Bound once: a callback per transfer would otherwise build a new method object each time.
         self._start_cb = self._start_after_latency
         self._wake_cb = self._on_wake
-        self._reshare_cb = self._reshare_pending
 
     # ---------------------------------------------------------------- public
 
@@ -265,6 +264,9 @@ class FlowNetwork:
                 Timeout(env, message.delay_s, (route, message, done)).callbacks.append(
                     self._start_cb
                 )
+                t = env.now + message.delay_s  # the timer's time, computed as SimPy does
+                starts = self._starts_due
+                starts[t] = starts.get(t, 0) + 1
             else:
                 self._start(route, message, done)
             window_bits = yield done
@@ -345,6 +347,15 @@ class FlowNetwork:
     # ---------------------------------------------------------------- flow arrival / departure
 
     def _start_after_latency(self, event: simpy.Event) -> None:
+        env = self._env
+        assert env is not None
+        starts = self._starts_due
+        now = env.now
+        left = starts[now] - 1
+        if left:
+            starts[now] = left
+        else:
+            del starts[now]
         self._start(*event._value)
 
     def _start(self, route: _Route, message: Message, done: simpy.Event) -> None:
@@ -378,6 +389,8 @@ class FlowNetwork:
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
         self._pending_seeds().append(cls)
+        if now not in self._starts_due and self._wake_at != now:
+            self._reshare_pending(now)  # the instant's last start, and no flow ends in it
 
     def _on_wake(self, event: simpy.Event) -> None:
         token, target = event._value
@@ -394,6 +407,8 @@ class FlowNetwork:
             if cls.alive and version == cls.version:
                 self._class_due(cls, now)
         self._waking = False
+        if self._unsolved and now not in self._starts_due:
+            self._reshare_pending(now)
         while due:
             head = due[0]
             cls = head[2]
@@ -584,10 +599,9 @@ class FlowNetwork:
                 if ramp.exited:
                     del ramping[flow]
                     continue
+            # A flow whose window already fills a round at this rate stays listed: it leaves
+            # slow start at its next advance, once time has passed at this rate.
             pause = ramp.plan(rate)
-            if ramp.exit_s <= now:  # its window already fills a round at this rate
-                ramp.advance(now, rate)
-                del ramping[flow]
             fv = cls.v_bits + ramp.left + rate * pause
             if fv != flow.finish_v:
                 flow.finish_v = fv
@@ -634,26 +648,17 @@ class FlowNetwork:
 
     def _pending_seeds(self) -> list[_Class]:
         """The list to put classes in whose rates a start or end may have moved. Max-min is
-        re-solved once, after every other event of this simulated instant: flows that start or
-        end together (a round's downloads, an exchange's equal transfers) cost one solve, not one
-        each, and no rate that lasts no time is ever computed."""
-        if not self._reshare_scheduled:
-            self._reshare_scheduled = True
-            env = self._env
-            assert env is not None  # bound by `carry`, which began what starts or ends here
-            event = Event(env)
-            event._ok = True
-            event._value = None
-            event.callbacks.append(self._reshare_cb)
-            env.schedule(event, _END_OF_INSTANT)
+        re-solved once per simulated instant, by the last start or wake-up of that instant the
+        network knows of: flows that start or end together (a round's downloads, an exchange's
+        equal transfers) cost one solve, not one each. (A zero-delay transfer started later in
+        the same instant re-solves again; rates that last no time have no lasting effect.)"""
+        self._unsolved = True
         return self._pending
 
-    def _reshare_pending(self, event: simpy.Event) -> None:
+    def _reshare_pending(self, now: float) -> None:
         seeds, self._pending = self._pending, []
-        self._reshare_scheduled = False
-        env = self._env
-        assert env is not None
-        self._reshare(seeds, env.now)  # seeds may be empty: the flows that ended shared nothing
+        self._unsolved = False
+        self._reshare(seeds, now)  # seeds may be empty: the flows that ended shared nothing
 
     def _reshare(self, seeds: list[_Class], now: float) -> None:
         """Re-solve max-min over the classes linked to `seeds` by shared links; re-arm timers."""

@@ -60,7 +60,10 @@ class Ramp:
         """Move the state to `now`, the flow having had `rate_bps` since the last mark."""
         if self.exited:
             return
-        if now >= self.exit_s:  # the plan made at this rate left slow start by now
+        # The plan made at this rate left slow start by now. A plan that leaves at once waits for
+        # time to pass: a rate that lasts no time (another flow starts at the same instant)
+        # must not end slow start.
+        if now >= self.exit_s and now > self.t_mark_s:
             self.k = self.exit_k
             self.w = self.exit_w
             self.exited = True
