@@ -8,10 +8,10 @@ Model of one transfer from A to B (`FlowNetwork.carry`):
    handshakes and store-and-forward), the bits to move (TCP adds headers), a bound on its rate
    (TCP: window, loss) and whether it starts in slow start;
 3. after that delay it transmits its bits at its max-min fair rate (capped by its bound). Rates
-   are recomputed at every simulated instant at which a transmission starts or ends (once, after
-   all of that instant's other events: simultaneous starts and ends are simultaneous, whatever
-   order the code issues them in), so a flow runs at half rate while it shares a bottleneck with
-   an equal flow and at full rate once that flow is gone. A flow in slow
+   are recomputed at every simulated instant at which a transmission starts or ends (once per
+   instant: starts and ends at one instant are simultaneous, whatever order the code issues them
+   in), so a flow runs at half rate while it shares a bottleneck with an equal flow and at full
+   rate once that flow is gone. A flow in slow
    start pauses between the windows it sends (`nmoe_sim.network.ramp`, in closed form: no timer
    per round trip); its pauses are re-planned when its rate changes. Bandwidths are in Mbps =
    1e6 bits/s.
@@ -26,11 +26,11 @@ cap (the least of their own bound and the bandwidth of their links that carry th
 Max-min gives every member of a class the same rate, so a class keeps one "virtual clock" `v_bits`
 (bits each member has sent since the class was born), a heap of its members' finishing points on
 that clock, and one entry in the network's heap of due times (SimPy itself holds a single wake-up
-for the earliest). A start or end touches the flow's links and marks its classes; at the end of the
-instant max-min is re-solved only over the classes connected to the marked ones through shared
-links (progressive filling, with heaps), and the classes whose rate changed are re-armed: work per
-instant scales with the classes nearby, not with the active flows. Ties are broken by flow id and
-by the order events were scheduled, so equal inputs give equal outputs.
+for the earliest). A start or end touches the flow's links and marks its classes; the last start
+or wake-up of the instant re-solves max-min only over the classes connected to the marked ones
+through shared links (progressive filling, with heaps), and the classes whose rate changed are
+re-armed: work per instant scales with the classes nearby, not with the active flows. Ties are
+broken by flow id and by the order events were scheduled, so equal inputs give equal outputs.
 """
 
 from __future__ import annotations
