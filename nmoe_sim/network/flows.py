@@ -382,15 +382,22 @@ class FlowNetwork:
                     moved = {}
                 moved[other.fid] = other
             flows[fid] = flow
+        last = now not in self._starts_due and self._wake_at != now  # no start or end to come
+        if moved is None and last and not self._unsolved:
+            # Alone in this instant and on its shared links: the cheap re-share of its class.
+            cls = self._class_for(flow, now)
+            self._join(flow, cls, size_bits, now)
+            self._reshare_one(cls, now)
+            return
+        seeds = self._pending_seeds()
         if moved is not None:
-            seeds = self._pending_seeds()
             for other in moved.values():
                 self._reclassify(other, now, seeds)
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
-        self._pending_seeds().append(cls)
-        if now not in self._starts_due and self._wake_at != now:
-            self._reshare_pending(now)  # the instant's last start, and no flow ends in it
+        seeds.append(cls)
+        if last:
+            self._reshare_pending(now)
 
     def _on_wake(self, event: simpy.Event) -> None:
         token, target = event._value
@@ -656,9 +663,10 @@ class FlowNetwork:
         return self._pending
 
     def _reshare_pending(self, now: float) -> None:
-        seeds, self._pending = self._pending, []
         self._unsolved = False
-        self._reshare(seeds, now)  # seeds may be empty: the flows that ended shared nothing
+        seeds = self._pending  # may be empty: the flows that ended shared nothing
+        self._reshare(seeds, now)  # which never asks for `_pending_seeds`
+        seeds.clear()
 
     def _reshare(self, seeds: list[_Class], now: float) -> None:
         """Re-solve max-min over the classes linked to `seeds` by shared links; re-arm timers."""
