@@ -272,8 +272,11 @@ class Topology:
                 nl = lat + ns_of(attrs["latency_ms"])
                 if bound is not None and v != dst and (nl, nh + 1) > bound:
                     continue
-                np_ = (*p, v)
                 b = best.get(v)
+                if b is not None and (nl > b[0] or (nl == b[0] and nh > b[1])):
+                    continue  # cheap rejection before building the path tuple (a cell's d2d
+                    # clique offers every member a worse way to every other member)
+                np_ = (*p, v)
                 if b is not None and (nl, nh, np_) >= b:
                     continue
                 best[v] = (nl, nh, np_)
