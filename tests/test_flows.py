@@ -324,8 +324,8 @@ def _scan_water_fill(classes: list[Any], links: list[Any]) -> dict[Any, float]:
 
 
 def test_water_fill_equals_the_level_by_level_scan_exactly(monkeypatch: Any) -> None:
-    """Every max-min solve of an all-to-all exchange with TCP caps (thousands of solves over
-    components of up to hundreds of classes, many distinct levels, ties) gives bit for bit the
+    """Every max-min solve of an all-to-all exchange with TCP caps (about 350 solves over
+    components of up to 120 classes, many distinct levels, ties) gives bit for bit the
     rates of the plain scan, so the heaps change the cost and nothing else. The network is
     loaded from its source, so the check also runs where the compiled core is in use."""
     import importlib.util
