@@ -77,7 +77,7 @@ class _Link:
         self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
         self.classes: dict[_Class, None] = {}  # classes for which this link is shared (ordered set)
         self.mark = 0  # scratch for component search
-        self.residual_bps = 0.0  # scratch for water-filling, with the four below
+        self.residual_bps = 0.0  # scratch for water-filling, with the three below
         self.unfrozen = 0
         self.pos = 0
         self.version = 0
@@ -382,13 +382,6 @@ class FlowNetwork:
                     moved = {}
                 moved[other.fid] = other
             flows[fid] = flow
-        last = now not in self._starts_due and self._wake_at != now  # no start or end to come
-        if moved is None and last and not self._unsolved:
-            # Alone in this instant and on its shared links: the cheap re-share of its class.
-            cls = self._class_for(flow, now)
-            self._join(flow, cls, size_bits, now)
-            self._reshare_one(cls, now)
-            return
         seeds = self._pending_seeds()
         if moved is not None:
             for other in moved.values():
@@ -396,8 +389,8 @@ class FlowNetwork:
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
         seeds.append(cls)
-        if last:
-            self._reshare_pending(now)
+        if now not in self._starts_due and self._wake_at != now:
+            self._reshare_pending(now)  # the instant's last start, and no flow ends in it
 
     def _on_wake(self, event: simpy.Event) -> None:
         token, target = event._value
