@@ -96,12 +96,25 @@ def run_size(clients: int, remote: int, out: Path) -> dict[str, float]:
     }
 
 
+def sizes_list(text: str) -> list[int]:
+    """`--clients`: comma-separated client counts (argparse reports a bad one and exits 2)."""
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 100,200,400, got {text!r}") from None
+    if min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"every size needs at least 2 clients, got {text!r}")
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="100,200,400", help="comma-separated sizes")
+    parser.add_argument(
+        "--clients", type=sizes_list, default="100,200,400", help="comma-separated sizes, >= 2"
+    )
     parser.add_argument("--remote-experts", type=int, default=8)
     args = parser.parse_args()
-    sizes = [int(x) for x in args.clients.split(",")]
+    sizes = args.clients
     table = Table(title=f"NMoE exchange, remote_experts = {args.remote_experts}")
     rows = []
     with tempfile.TemporaryDirectory() as temp:
