@@ -10,6 +10,7 @@ import pytest
 
 from nmoe_sim.config import Scenario
 from nmoe_sim.engine import build_population, model_spec, run_scenario
+from nmoe_sim.learning import evaluate
 from nmoe_sim.methods import PAPER_METHODS
 from nmoe_sim.models.spec import TRAIN_FLOPS_FACTOR
 from nmoe_sim.telemetry.output import OutputError
@@ -226,12 +227,21 @@ def test_compare_runs_sees_every_change_but_wall_time(
     assert differences(out, copy) == ["summary.json", "trace.csv"]
 
 
-def test_evaluate_every_scores_those_rounds_and_the_last(tmp_path: Path) -> None:
+def test_evaluate_every_scores_those_rounds_and_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """5 rounds scored every 2: after rounds 2, 4 and 5 (the last), and the final accuracy is
-    the last row's, as when every round is scored."""
+    the last row's, as when every round is scored. The final model is the last round's, so it
+    costs no fourth pass over the test set."""
+    passes = []
+    real_predict = evaluate.predict
+    monkeypatch.setattr(
+        evaluate, "predict", lambda *a, **k: passes.append(1) or real_predict(*a, **k)
+    )
     five_rounds = {"methods": ["fedavg"], "baselines": {"fedavg": {"rounds": 5}}}
     scenario = tiny_scenario(**five_rounds, federation={"evaluate_every": 2})
     summary = run_scenario(scenario, tmp_path / "every2")
+    assert len(passes) == 3
     metrics = pd.read_csv(tmp_path / "every2" / "metrics.csv")
     assert metrics["round"].tolist() == [2, 4, 5]
     every = run_scenario(tiny_scenario(**five_rounds), tmp_path / "e1")
