@@ -35,6 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nmoe_sim.clock import run_clock  # noqa: E402
 from nmoe_sim.native import is_compiled  # noqa: E402
 from nmoe_sim.network import flows  # noqa: E402
 from nmoe_sim.network.flows import FlowNetwork  # noqa: E402
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace, transport: str) -> dict[str, Any]:
                 kinds,
             )
         )
-    env.run()
+    run_clock(env)
     run_s = time.perf_counter() - t1
     cpu_s = time.process_time() - c1
     completed = net.transfers_completed

@@ -12,6 +12,7 @@ from typing import Any
 
 import simpy
 
+from nmoe_sim.clock import run_clock
 from nmoe_sim.network.channel import Channel, NetworkModel
 from nmoe_sim.network.devices import SERVER, DeviceProfile, Devices, TaskDropped, client_node
 from nmoe_sim.runtime.backend import Backend, CompletedTask, HostLost, TaskHandle
@@ -106,7 +107,7 @@ class World:
     def run(self, process: Generator[Any, Any, Any]) -> Any:
         """Run one driver process to completion on this world's clock; returns its value."""
         proc = self.env.process(process)
-        self.env.run(until=proc)
+        run_clock(self.env, until=proc)
         return proc.value
 
     def metric(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from nmoe_sim.clock import run_clock
 from nmoe_sim.network.channel import NetworkModel
 from nmoe_sim.network.devices import client_node
 
@@ -124,6 +125,6 @@ def nominal_round_trips(
             ):
                 for _ in range(2):  # the first may open a connection: keep the second
                     proc = env.process(timed(src, dst, size))
-                    env.run(until=proc)  # one transfer at a time: the network is idle for each
+                    run_clock(env, until=proc)  # one at a time: the network is idle for each
                 out[c, j] += proc.value
     return out

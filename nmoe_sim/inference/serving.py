@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from nmoe_sim.clock import run_clock
 from nmoe_sim.inference.routing import DelayEstimator, Router
 from nmoe_sim.inference.workload import Query, ServingModel
 from nmoe_sim.network.devices import client_node
@@ -190,7 +191,7 @@ def serve(
         yield world.env.all_of([world.env.process(server.query(q)) for q in queries])
 
     world.run(driver())
-    world.env.run()  # late answers, still on their way when the last query was answered
+    run_clock(world.env)  # late answers, still on their way when the last query was answered
     # Read only now, once late answers are in too: this run's trace rows, by query.
     sent = [row for row in world.log.transfers[first_row:] if row.stage == STAGE]
     per_query = Counter[int]()

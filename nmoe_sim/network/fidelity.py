@@ -23,6 +23,7 @@ from typing import Any
 
 import simpy
 
+from nmoe_sim.clock import run_clock
 from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.topology import load_topology
 from nmoe_sim.network.transports import FluidTransport, Transport
@@ -177,7 +178,7 @@ def simulate(case: Case, transport: str) -> float:
 
     for _ in range(case.flows):
         env.process(flow())
-    env.run()
+    run_clock(env)
     return max(ends)
 
 

@@ -1,0 +1,99 @@
+"""The clock's collector settings: set while a simulation runs, restored however it ends."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+import simpy
+
+from nmoe_sim.clock import YOUNG_PASS_EVERY, run_clock
+
+
+def _settings() -> tuple[tuple[int, int, int], int]:
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
+    before = _settings()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def watch(env: simpy.Environment) -> Generator[Any, Any, None]:
+        yield env.timeout(1.0)
+        seen.append(_settings())
+
+    env = simpy.Environment()
+    env.process(watch(env))
+    run_clock(env)
+    (during,) = seen
+    assert during[0] == (max(before[0][0], YOUNG_PASS_EVERY), *before[0][1:])
+    assert during[1] > before[1]  # what existed before the run is frozen
+    assert _settings() == before
+    assert env.now == 1.0
+
+
+def test_settings_come_back_when_a_process_fails() -> None:
+    before = _settings()
+
+    def fail(env: simpy.Environment) -> Generator[Any, Any, None]:
+        yield env.timeout(1.0)
+        raise RuntimeError("boom")
+
+    env = simpy.Environment()
+    env.process(fail(env))
+    with pytest.raises(RuntimeError, match="boom"):
+        run_clock(env)
+    assert _settings() == before
+
+
+def wait(env: simpy.Environment) -> Generator[Any, Any, None]:
+    yield env.timeout(1.0)
+
+
+def test_a_clock_run_inside_another_keeps_the_outer_settings() -> None:
+    before = _settings()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def outer(env: simpy.Environment) -> Generator[Any, Any, None]:
+        inner = simpy.Environment()
+        inner.process(wait(inner))
+        run_clock(inner)  # e.g. serving's idle-delay probes, each on a clock of its own
+        seen.append(_settings())
+        yield env.timeout(1.0)
+
+    env = simpy.Environment()
+    env.process(outer(env))
+    run_clock(env)
+    assert seen[0][1] > before[1]  # still frozen after the inner run ended
+    assert seen[0][0][0] == max(before[0][0], YOUNG_PASS_EVERY)
+    assert _settings() == before
+
+
+def test_garbage_cycles_made_during_a_run_are_still_collected_in_it() -> None:
+    """Young passes still run, only less often: 3x YOUNG_PASS_EVERY cycles, each alive until a
+    pass finds it, cannot all survive to the end of the run."""
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    if not gc.isenabled():
+        pytest.skip("automatic collection is off in this process")
+    alive_at_end: list[int] = []
+
+    def churn(env: simpy.Environment) -> Generator[Any, Any, None]:
+        refs = []
+        for _ in range(3 * YOUNG_PASS_EVERY):
+            node = Node()
+            refs.append(weakref.ref(node))
+            del node
+        yield env.timeout(1.0)
+        alive_at_end.append(sum(r() is not None for r in refs))
+
+    env = simpy.Environment()
+    env.process(churn(env))
+    run_clock(env)
+    assert alive_at_end[0] < 3 * YOUNG_PASS_EVERY
