@@ -256,7 +256,8 @@ class FlowNetwork:
             route = self._route(src, dst)
         if size_bytes > 0 and route.links:
             transport = self.transport
-            message = transport.open(route.transport_path, src, dst, size_bytes, env.now)
+            now = env.now  # (a property: read once)
+            message = transport.open(route.transport_path, src, dst, size_bytes, now)
             done = Event(env)
             if message.delay_s > 0:
                 # The transmission starts from the timer's callback: one process wake-up per
@@ -264,11 +265,11 @@ class FlowNetwork:
                 Timeout(env, message.delay_s, (route, message, done)).callbacks.append(
                     self._start_cb
                 )
-                t = env.now + message.delay_s  # the timer's time, computed as SimPy does
+                t = now + message.delay_s  # the timer's time, computed as SimPy does
                 starts = self._starts_due
                 starts[t] = starts.get(t, 0) + 1
             else:
-                self._start(route, message, done)
+                self._start(route, message, done, now)
             window_bits = yield done
             transport.close(message, window_bits, env.now)
         elif route.latency_s > 0:
@@ -356,12 +357,10 @@ class FlowNetwork:
             starts[now] = left
         else:
             del starts[now]
-        self._start(*event._value)
+        route, message, done = event._value
+        self._start(route, message, done, now)
 
-    def _start(self, route: _Route, message: Message, done: simpy.Event) -> None:
-        env = self._env
-        assert env is not None  # set by `carry`, which scheduled this start
-        now = env.now
+    def _start(self, route: _Route, message: Message, done: simpy.Event, now: float) -> None:
         fid = self._next_fid
         self._next_fid = fid + 1
         size_bits = message.wire_bits
