@@ -5,7 +5,8 @@ A simulation allocates events, messages and flows by the million, and nearly all
 reference counting, young. CPython's cyclic collector still runs a young-generation pass every
 700 net allocations and, as survivors pile up, full passes over every object the process holds:
 the topology's graph, the routes, the data and the models. On the clock benchmark (a million
-TCP transfers) those passes were 2.9 s of 24 s. So, while the clock runs:
+TCP transfers, simulated in 24 s) those passes took 2.9 s of the process. So, while the clock
+runs:
 
 - the objects that existed before it are frozen (`gc.freeze`): no pass walks them, and they are
   handed back to the collector when the clock stops;

@@ -412,3 +412,47 @@ def test_transfers_issued_together_finish_the_same_in_any_order() -> None:
         shuffled = [transfers[k] for k in rng.permutation(len(transfers))]
         # Equal up to the rounding of sums taken in another order.
         assert ends(shuffled) == pytest.approx(ends(transfers), rel=1e-12, abs=0), seed
+
+
+def test_network_events_queue_in_simpys_order_and_resume_processes() -> None:
+    """The network's own events (`_Event`, queued by `_schedule`) take their place in SimPy's
+    queue as `Timeout`s would: by time, then in the order they were made; and a process that
+    yields one resumes with its value. (They read SimPy's queue directly: this fails first if a
+    SimPy release moves it.)"""
+    from nmoe_sim.network.flows import _Event, _schedule
+
+    env = simpy.Environment()
+    order: list[str] = []
+
+    def note(name: str) -> Any:
+        return lambda _event: order.append(name)
+
+    env.timeout(1.0).callbacks.append(note("timeout a, t=1"))
+    _schedule(env, _Event((note("network, t=1"),), None), 1.0)
+    env.timeout(1.0).callbacks.append(note("timeout b, t=1"))
+    _schedule(env, _Event((note("network, t=0.5"),), None), 0.5)
+    env.timeout(2.0).callbacks.append(note("timeout, t=2"))
+
+    done = _Event([], None)
+    got: list[tuple[float, Any]] = []
+
+    def waiter() -> Generator[Any, Any, None]:
+        value = yield done
+        got.append((env.now, value))
+
+    def trigger() -> Generator[Any, Any, None]:
+        yield env.timeout(1.5)
+        done._value = "window"
+        _schedule(env, done, 0.0)
+
+    env.process(waiter())
+    env.process(trigger())
+    env.run()
+    assert order == [
+        "network, t=0.5",
+        "timeout a, t=1",
+        "network, t=1",
+        "timeout b, t=1",
+        "timeout, t=2",
+    ]
+    assert got == [(1.5, "window")]
