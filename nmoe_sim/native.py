@@ -30,6 +30,7 @@ from types import ModuleType
 COMPILED = (
     "nmoe_sim.network.ramp",
     "nmoe_sim.network.flows",
+    "nmoe_sim.network.transports.base",
     "nmoe_sim.network.transports.fluid",
     "nmoe_sim.network.transports.tcp",
 )
@@ -60,6 +61,8 @@ def current_modules(
     if manifest.get("cache_tag") != sys.implementation.cache_tag:
         return None
     if manifest.get("sources") != source_hashes(package_dir):
+        return None
+    if manifest.get("modules") != list(COMPILED):  # built for another list of modules
         return None
     files = {name: build_dir / rel for name, rel in manifest.get("files", {}).items()}
     if not files or not all(path.is_file() for path in files.values()):
@@ -126,5 +129,10 @@ def build(build_dir: Path = BUILD_DIR) -> None:
         raise RuntimeError(f"mypyc did not produce {missing} in {build_dir}")
     if source_hashes() != hashes:
         raise RuntimeError("nmoe_sim/network changed during the build; build again")
-    manifest = {"cache_tag": sys.implementation.cache_tag, "sources": hashes, "files": files}
+    manifest = {
+        "cache_tag": sys.implementation.cache_tag,
+        "modules": list(COMPILED),
+        "sources": hashes,
+        "files": files,
+    }
     (build_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

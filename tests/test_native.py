@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from nmoe_sim import native
-from nmoe_sim.network import flows, ramp
-from nmoe_sim.network.transports import fluid, tcp
+from nmoe_sim.network import flows, ramp  # noqa: F401  # (imported: checked below)
+from nmoe_sim.network.transports import base, fluid, tcp  # noqa: F401
 
 
 def _fake_build(tmp_path: Path) -> tuple[Path, Path]:
@@ -24,6 +24,7 @@ def _fake_build(tmp_path: Path) -> tuple[Path, Path]:
     (build / "nmoe_sim" / "network" / "flows.so").write_bytes(b"")
     manifest = {
         "cache_tag": sys.implementation.cache_tag,
+        "modules": list(native.COMPILED),
         "sources": native.source_hashes(package),
         "files": {"nmoe_sim.network.flows": "nmoe_sim/network/flows.so"},
     }
@@ -50,6 +51,15 @@ def test_a_new_network_source_falls_back_to_python(tmp_path: Path) -> None:
     assert native.current_modules(build, package) is None
 
 
+def test_a_build_of_another_list_of_modules_falls_back_to_python(tmp_path: Path) -> None:
+    """Adding a module to `COMPILED` edits no network source: the old build must not pass."""
+    build, package = _fake_build(tmp_path)
+    manifest = json.loads((build / native.MANIFEST).read_text())
+    fewer = {**manifest, "modules": list(native.COMPILED)[:-1]}
+    (build / native.MANIFEST).write_text(json.dumps(fewer))
+    assert native.current_modules(build, package) is None
+
+
 def test_another_interpreters_build_or_a_missing_file_falls_back_to_python(
     tmp_path: Path,
 ) -> None:
@@ -67,4 +77,5 @@ def test_this_process_runs_the_compiled_core_exactly_when_a_current_build_exists
     """On a machine where install.sh could compile, every compiled module is; where it could
     not (or NMOE_SIM_PURE_PYTHON=1), none is: never a mix."""
     wanted = os.environ.get("NMOE_SIM_PURE_PYTHON") != "1" and native.current_modules() is not None
-    assert [native.is_compiled(m) for m in (ramp, flows, fluid, tcp)] == [wanted] * 4
+    modules = [sys.modules[name] for name in native.COMPILED]
+    assert [native.is_compiled(m) for m in modules] == [wanted] * len(native.COMPILED)
