@@ -434,10 +434,7 @@ class FlowNetwork:
             head = due[0]
             cls = head[2]
             if cls.alive and head[3] == cls.version:
-                t = head[0]
-                self._wake_at = t
-                self._wake_token = token = self._wake_token + 1
-                _schedule(env, _Event(self._wake_cbs, (token, t)), t - now if t > now else 0.0)
+                self._set_wake(head[0], now)
                 return
             heappop(due)
         self._wake_at = math.inf
