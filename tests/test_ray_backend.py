@@ -224,6 +224,7 @@ def test_gpu_share_places_four_actors_on_two_logical_gpus(local_ray: None) -> No
     backend.host(factory)
     try:
         placements = backend.placements()
+        line = backend.describe()
     finally:
         backend.close()
     assert len(placements) == 4  # min(8 clients, 2 CPUs / 0.5, 2 GPUs / 0.5)
@@ -236,10 +237,17 @@ def test_gpu_share_places_four_actors_on_two_logical_gpus(local_ray: None) -> No
     # Two actors share each logical GPU.
     gpu_of = pd.Series([str(p["gpu_ids"][0]) for p in placements])
     assert sorted(gpu_of.value_counts().tolist()) == [2, 2]
-    # `auto` resolved inside each actor: a logical GPU is not a CUDA device.
-    assert {d for p in placements for d in p["devices"]} == {
-        "cuda" if torch.cuda.is_available() else "cpu"
-    }
+
+    # `auto` resolved inside each actor, which sees only the GPU it holds: a logical GPU is a
+    # CUDA device only where this machine has a real GPU of that index.
+    def device_of(gpu_id: object) -> str:
+        return "cuda" if int(str(gpu_id)) < torch.cuda.device_count() else "cpu"
+
+    for p in placements:
+        assert p["devices"] == [device_of(p["gpu_ids"][0])]
+    devices = "/".join(sorted({device_of(g) for g in range(2)}))
+    assert "8 clients on 4 actors (up to 2 per actor; each 0.5 CPU, 0.5 GPU;" in line
+    assert f"device {devices} on GPU 0, 1)" in line
 
 
 def test_actor_count_follows_resources() -> None:

@@ -198,9 +198,18 @@ class RayBackend:
     def describe(self) -> str:
         clients = len(self.slot_of)
         where = ray.get_runtime_context().gcs_address
+        # What each actor holds and which device `runtime.device` resolved to inside it (an
+        # actor sees only the GPUs it holds, so `auto` can differ from the driver's).
+        places = self.placements()
+        held = places[0]["resources"] if places else {}
+        share = ", ".join(f"{held[r]:g} {r}" for r in ("CPU", "GPU") if held.get(r))
+        devices = "/".join(sorted({d for p in places for d in p["devices"]}))
+        gpus = sorted({str(g) for p in places for g in p["gpu_ids"]})
+        on_gpus = f" on GPU {', '.join(gpus)}" if gpus else ""
         return (
             f"ray: {clients} clients on {len(self.actors)} actors "
-            f"(up to {-(-clients // max(1, len(self.actors)))} per actor), cluster {where}"
+            f"(up to {-(-clients // max(1, len(self.actors)))} per actor; each {share}; "
+            f"device {devices}{on_gpus}), cluster {where}"
         )
 
     def placements(self) -> list[dict[str, Any]]:
