@@ -15,6 +15,8 @@ runs:
 
 Memory is still freed as before: objects without reference cycles at once, cycles at the next
 pass. Settings are restored however the run ends, and nested runs keep the outermost settings.
+A program that froze objects itself (as forking servers do) keeps its freeze as it was: the clock
+then freezes nothing, since unfreezing is all or nothing and would undo the program's own.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def collector_for_simulation() -> Iterator[None]:
         yield
         return
     young, middle, old = gc.get_threshold()
-    gc.freeze()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     if young:  # 0: the user turned automatic collection off; so it stays
         gc.set_threshold(max(young, YOUNG_PASS_EVERY), middle, old)
     _running = True
@@ -53,4 +57,5 @@ def collector_for_simulation() -> Iterator[None]:
     finally:
         _running = False
         gc.set_threshold(young, middle, old)
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()

@@ -18,6 +18,7 @@ def _settings() -> tuple[tuple[int, int, int], int]:
 
 
 def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
+    _freeze_none()
     before = _settings()
     seen: list[tuple[tuple[int, int, int], int]] = []
 
@@ -33,6 +34,37 @@ def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
     assert during[1] > before[1]  # what existed before the run is frozen
     assert _settings() == before
     assert env.now == 1.0
+
+
+def _freeze_none() -> None:
+    """The tests of the clock's own freeze need a process that froze nothing itself."""
+    if gc.get_freeze_count():
+        pytest.skip("something in this process froze objects before the test")
+
+
+def test_a_freeze_made_before_the_run_is_left_as_it_was() -> None:
+    """A program's own freeze is neither added to nor handed back to the collector (unfreezing
+    is all or nothing: it would undo the program's freeze too)."""
+    already = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        seen: list[tuple[tuple[int, int, int], int]] = []
+
+        def watch(env: simpy.Environment) -> Generator[Any, Any, None]:
+            yield env.timeout(1.0)
+            seen.append(_settings())
+
+        env = simpy.Environment()
+        env.process(watch(env))
+        run_clock(env)
+        (during,) = seen
+        assert during[1] == frozen
+        assert during[0][0] == max(gc.get_threshold()[0], YOUNG_PASS_EVERY)  # still set
+        assert gc.get_freeze_count() == frozen
+    finally:
+        if not already:
+            gc.unfreeze()
 
 
 def test_settings_come_back_when_a_process_fails() -> None:
@@ -54,6 +86,7 @@ def wait(env: simpy.Environment) -> Generator[Any, Any, None]:
 
 
 def test_a_clock_run_inside_another_keeps_the_outer_settings() -> None:
+    _freeze_none()
     before = _settings()
     seen: list[tuple[tuple[int, int, int], int]] = []
 

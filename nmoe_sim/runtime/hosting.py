@@ -18,11 +18,19 @@ from nmoe_sim.models.spec import ModelSpec
 
 
 def resolve_device(choice: str) -> str:
-    """`auto` means CUDA where this process sees a GPU (a Ray actor sees only the GPUs it holds)."""
+    """`auto` means CUDA where this process sees a GPU (a Ray actor sees only the GPUs it holds).
+
+    Where it is CUDA, cuDNN is made deterministic in this process: by default it may pick a
+    convolution algorithm that sums in another order each time, and the same task run twice on
+    one GPU gave different weights (seen on an H100). Same seed, same numbers, on a GPU too.
+    """
     if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    elif choice == "cuda" and not torch.cuda.is_available():
         raise ScenarioError("runtime.device: cuda, but no CUDA device is visible; use cpu or auto")
+    if choice == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     return choice
 
 
