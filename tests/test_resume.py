@@ -222,7 +222,8 @@ def test_sigterm_ends_a_cli_run_with_143_and_the_resume_command(tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        # The checkout first, then any path this process was given (where its packages may be).
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.getenv("PYTHONPATH", "")])},
     )
     deadline = time.monotonic() + 60
     while not (checkpoint_dir(out) / "progress.pkl").exists() and proc.poll() is None:
