@@ -158,6 +158,40 @@ class _Due:
         return self.t < other.t or (self.t == other.t and self.seq < other.seq)
 
 
+class _Share:
+    """A link's fair share of its residual capacity in water-filling, ordered by (share, pos,
+    version): entries of a link whose share moved since (an older version) are stale."""
+
+    __slots__ = ("link", "pos", "share", "version")
+
+    def __init__(self, share: float, pos: int, version: int, link: _Link) -> None:
+        self.share = share
+        self.pos = pos
+        self.version = version
+        self.link = link
+
+    def __lt__(self, other: _Share) -> bool:
+        if self.share != other.share:
+            return self.share < other.share
+        if self.pos != other.pos:
+            return self.pos < other.pos
+        return self.version < other.version
+
+
+class _Cap:
+    """A class's own cap in water-filling, ordered by (cap, pos)."""
+
+    __slots__ = ("cap", "cls", "pos")
+
+    def __init__(self, cap: float, pos: int, cls: _Class) -> None:
+        self.cap = cap
+        self.pos = pos
+        self.cls = cls
+
+    def __lt__(self, other: _Cap) -> bool:
+        return self.cap < other.cap or (self.cap == other.cap and self.pos < other.pos)
+
+
 class _Flow:
     __slots__ = (
         "cap_bps",
@@ -821,36 +855,37 @@ def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
     lists given), and a saturated link's classes from its own class set, so a step costs the
     links it touches, not a scan of every link and class: a component with thousands of classes
     and dozens of distinct levels (an all-to-all exchange) is solved in O((L + C k) log L)."""
-    link_heap: list[tuple[float, int, int, _Link]] = []
+    link_heap: list[_Share] = []
     for pos, link in enumerate(links):
         link.residual_bps = link.capacity_bps
         link.unfrozen = n = len(link.flows)
         link.pos = pos
         link.version = 0
-        link_heap.append((link.residual_bps / n, pos, 0, link))
+        link_heap.append(_Share(link.residual_bps / n, pos, 0, link))
     heapify(link_heap)
-    cap_heap: list[tuple[float, int, _Class]] = []
+    cap_heap: list[_Cap] = []
     for pos, cls in enumerate(classes):
         cls.pos = pos
         cls.frozen = False
-        cap_heap.append((cls.cap_bps, pos, cls))
+        cap_heap.append(_Cap(cls.cap_bps, pos, cls))
     heapify(cap_heap)
     left = len(classes)
     while left:
         level = math.inf
         tight: _Link | None = None
         while link_heap:
-            share, _, version, link = link_heap[0]
-            if version == link.version and link.unfrozen > 0:
-                level, tight = share, link
+            head = link_heap[0]
+            link = head.link
+            if head.version == link.version and link.unfrozen > 0:
+                level, tight = head.share, link
                 break
             heappop(link_heap)  # stale: the link's share moved or it is full
-        while cap_heap[0][2].frozen:
+        while cap_heap[0].cls.frozen:
             heappop(cap_heap)
         capped: _Class | None = None
-        cap, _, cls = cap_heap[0]
-        if cap < level:
-            level, capped = cap, cls
+        lowest = cap_heap[0]
+        if lowest.cap < level:
+            level, capped = lowest.cap, lowest.cls
         if level < 0.0:
             level = 0.0  # rounding in the residuals; positive capacities cannot need it
         if capped is not None:
@@ -875,9 +910,8 @@ def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
         for link in touched:
             if link.unfrozen > 0:
                 link.version += 1
-                heappush(
-                    link_heap, (link.residual_bps / link.unfrozen, link.pos, link.version, link)
-                )
+                share = link.residual_bps / link.unfrozen
+                heappush(link_heap, _Share(share, link.pos, link.version, link))
 
 
 def _class_pos(cls: _Class) -> int:
