@@ -17,9 +17,8 @@ def _settings() -> tuple[tuple[int, int, int], int]:
     return gc.get_threshold(), gc.get_freeze_count()
 
 
-def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
-    _freeze_none()
-    before = _settings()
+def _settings_during_a_run() -> tuple[tuple[int, int, int], int]:
+    """The collector's settings one simulated second into a clock run (which ends there)."""
     seen: list[tuple[tuple[int, int, int], int]] = []
 
     def watch(env: simpy.Environment) -> Generator[Any, Any, None]:
@@ -29,17 +28,24 @@ def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
     env = simpy.Environment()
     env.process(watch(env))
     run_clock(env)
-    (during,) = seen
-    assert during[0] == (max(before[0][0], YOUNG_PASS_EVERY), *before[0][1:])
-    assert during[1] > before[1]  # what existed before the run is frozen
-    assert _settings() == before
     assert env.now == 1.0
+    (during,) = seen
+    return during
 
 
 def _freeze_none() -> None:
     """The tests of the clock's own freeze need a process that froze nothing itself."""
     if gc.get_freeze_count():
         pytest.skip("something in this process froze objects before the test")
+
+
+def test_the_collector_is_set_for_the_run_and_restored_after() -> None:
+    _freeze_none()
+    before = _settings()
+    during = _settings_during_a_run()
+    assert during[0] == (max(before[0][0], YOUNG_PASS_EVERY), *before[0][1:])
+    assert during[1] > before[1]  # what existed before the run is frozen
+    assert _settings() == before
 
 
 def test_a_freeze_made_before_the_run_is_left_as_it_was() -> None:
@@ -49,16 +55,7 @@ def test_a_freeze_made_before_the_run_is_left_as_it_was() -> None:
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
-        seen: list[tuple[tuple[int, int, int], int]] = []
-
-        def watch(env: simpy.Environment) -> Generator[Any, Any, None]:
-            yield env.timeout(1.0)
-            seen.append(_settings())
-
-        env = simpy.Environment()
-        env.process(watch(env))
-        run_clock(env)
-        (during,) = seen
+        during = _settings_during_a_run()
         assert during[1] == frozen
         assert during[0][0] == max(gc.get_threshold()[0], YOUNG_PASS_EVERY)  # still set
         assert gc.get_freeze_count() == frozen
