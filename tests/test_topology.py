@@ -397,6 +397,36 @@ def test_paths_match_brute_force_in_any_query_order(
         assert topo.path(s, d) == brute_force(topo, s, d), (s, d)
 
 
+def test_clients_separated_by_a_hub_need_no_pair_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between cells (through their base stations) and across a star's cloud, a client-to-client
+    path is the hub's two cached trees joined: no pair search (each walks the sender's whole
+    cell), and the same path a pair search finds. Within a cell the pair search stays."""
+    cells = mec(
+        3,
+        6,
+        access_mbps=20.0,
+        access_latency_ms=10.0,
+        backhaul_mbps=1000.0,
+        backhaul_latency_ms=5.0,
+        d2d_mbps=50.0,
+        d2d_latency_ms=2.0,
+    )
+    hub = star(30, 20.0, 10.0)
+    searched: list[tuple[str, str]] = []
+    real = Topology._pair_search
+    monkeypatch.setattr(
+        Topology, "_pair_search", lambda self, a, b: searched.append((a, b)) or real(self, a, b)
+    )
+    for topo in (cells, hub):
+        for a, b in itertools.permutations(topo.clients, 2):
+            assert topo.path(a, b) == real(topo, a, b), (a, b)
+    same_cell = {
+        (a, b) for a, b in itertools.permutations(cells.clients, 2) if cells.path(a, b)[1:-1] == ()
+    }
+    assert set(searched) == same_cell  # the d2d neighbours of each cell, and nothing else
+    assert len(same_cell) == 3 * 6 * 5
+
+
 # ------------------------------------------------------------------ neighbours and the rest
 
 
