@@ -171,13 +171,9 @@ class Topology:
         elif self.graph.nodes[dst]["role"] != "client":
             # Hubs (cloud, base stations) are where most traffic goes: one reverse search gives
             # every node's path to them.
-            tree = self._search(dst, reverse=True)
-            self._to_tree[dst] = tree
-            found = tree[src]
+            found = self._tree(dst, reverse=True)[src]
         elif self.graph.nodes[src]["role"] != "client":
-            tree = self._search(src, reverse=False)
-            self._from_tree[src] = tree
-            found = tree[dst]
+            found = self._tree(src, reverse=False)[dst]
         else:
             found = self._through_cut_hub(src, dst) or self._pair_search(src, dst)
         self._paths[key] = found
@@ -260,14 +256,16 @@ class Topology:
             for hub in itertools.chain(succ[end], pred[end]):
                 if nodes[hub]["role"] == "client" or not self._separates(hub, src, dst):
                     continue
-                to_hub = self._to_tree.get(hub)
-                if to_hub is None:
-                    to_hub = self._to_tree[hub] = self._search(hub, reverse=True)
-                from_hub = self._from_tree.get(hub)
-                if from_hub is None:
-                    from_hub = self._from_tree[hub] = self._search(hub, reverse=False)
-                return to_hub[src] + from_hub[dst][1:]
+                return self._tree(hub, reverse=True)[src] + self._tree(hub, reverse=False)[dst][1:]
         return None
+
+    def _tree(self, hub: str, *, reverse: bool) -> dict[str, NodePath]:
+        """Every node's best path to `hub` (reverse) or from it: one search, kept."""
+        trees = self._to_tree if reverse else self._from_tree
+        tree = trees.get(hub)
+        if tree is None:
+            tree = trees[hub] = self._search(hub, reverse=reverse)
+        return tree
 
     def _separates(self, hub: str, a: str, b: str) -> bool:
         """Whether every path between `a` and `b` crosses `hub` (neither is the hub)."""
