@@ -175,7 +175,11 @@ class Topology:
         elif self.graph.nodes[src]["role"] != "client":
             found = self._tree(src, reverse=False)[dst]
         else:
-            found = self._through_cut_hub(src, dst) or self._pair_search(src, dst)
+            found = (
+                self._direct(src, dst)
+                or self._through_cut_hub(src, dst)
+                or self._pair_search(src, dst)
+            )
         self._paths[key] = found
         return found
 
@@ -243,6 +247,14 @@ class Topology:
                 heapq.heappush(heap, (nl, nh, np_, v))
         return done
 
+    def _direct(self, src: str, dst: str) -> NodePath | None:
+        """The link src -> dst where no other way out of src is faster: any other path starts
+        with a link at least as slow and has more hops. None otherwise."""
+        link = _succ(self.graph)[src].get(dst)
+        if link is not None and self._ns_of(link["latency_ms"]) <= self._min_out_ns(src):
+            return (src, dst)
+        return None
+
     def _through_cut_hub(self, src: str, dst: str) -> NodePath | None:
         """The path between two clients when a hub next to either one separates them (every
         path crosses it: a cell's base station, a star's cloud): the best path to the hub, then
@@ -286,10 +298,6 @@ class Topology:
         """Dijkstra from `src` that stops as soon as nothing left can beat the best `dst` path."""
         adj = _succ(self.graph)
         ns_of = self._ns_of
-        direct = adj[src].get(dst)
-        if direct is not None and ns_of(direct["latency_ms"]) <= self._min_out_ns(src):
-            # Any other path starts with a link at least as slow and has more hops.
-            return (src, dst)
         best: dict[str, _Label] = {src: (0, 0, (src,))}
         heap: list[tuple[int, int, NodePath, str]] = [(0, 0, (src,), src)]
         done: set[str] = set()
