@@ -122,7 +122,7 @@ class _Route:
 class _Mark:
     """A flow's finishing point on its class's virtual clock: an entry of the class's heap,
     ordered by (finish_v, fid). An entry goes stale when the flow leaves the class or is
-    re-planned (`flow.cls is not cls or flow.finish_v != finish_v`) and is dropped at the top.
+    re-planned (`live_in` tells) and is dropped when it reaches the top.
 
     This and `_Due` are classes with `__lt__` rather than tuples because the heaps compare
     entries a dozen times per push and pop: compiled, `__lt__` reads two floats, where a tuple's
@@ -140,6 +140,10 @@ class _Mark:
         return self.finish_v < other.finish_v or (
             self.finish_v == other.finish_v and self.fid < other.fid
         )
+
+    def live_in(self, cls: _Class) -> bool:
+        """Not stale: its flow is still in `cls` and still planned to finish here."""
+        return self.flow.cls is cls and self.flow.finish_v == self.finish_v
 
 
 class _Due:
@@ -314,7 +318,7 @@ class FlowNetwork:
         self._next_fid = 0
         self._epoch = 0
         # Classes' completion times live in our own heap; SimPy holds a single wake-up for its
-        # earliest entry. A re-armed class then leaves a stale tuple here instead of a stale
+        # earliest entry. A re-armed class then leaves a stale entry here instead of a stale
         # SimPy event in the clock's queue.
         self._due: list[_Due] = []
         self._due_seq = 0
@@ -381,7 +385,7 @@ class FlowNetwork:
         out = {}
         for cls in self._classes.values():
             for mark in cls.heap:
-                if mark.flow.cls is cls and mark.flow.finish_v == mark.finish_v:
+                if mark.live_in(cls):
                     out[mark.fid] = cls.rate_bps
         return dict(sorted(out.items()))
 
@@ -528,8 +532,7 @@ class FlowNetwork:
         heap = cls.heap
         while True:  # drop stale entries off the head
             mark = heap[0]
-            flow = mark.flow
-            if flow.cls is cls and flow.finish_v == mark.finish_v:
+            if mark.live_in(cls):
                 break
             heappop(heap)
         fv = mark.finish_v
@@ -546,8 +549,8 @@ class FlowNetwork:
         finished: list[_Flow] = []
         while heap and heap[0].finish_v <= limit:
             mark = heappop(heap)
-            flow = mark.flow
-            if flow.cls is cls and flow.finish_v == mark.finish_v:
+            if mark.live_in(cls):
+                flow = mark.flow
                 finished.append(flow)
                 flow.cls = None
         n_done = len(finished)
@@ -726,7 +729,7 @@ class FlowNetwork:
         heap = cls.heap
         while True:  # drop stale entries off the head
             mark = heap[0]
-            if mark.flow.cls is cls and mark.flow.finish_v == mark.finish_v:
+            if mark.live_in(cls):
                 break
             heappop(heap)
         cls.version += 1
