@@ -7,84 +7,27 @@ Validation happens before any work starts and reports every problem with its dot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from nmoe_sim.data.catalog import DATASETS
 from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
+from nmoe_sim.network.dynamics.schema import DynamicsConfig
 from nmoe_sim.network.transports import tcp
 from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
+from nmoe_sim.strict import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
+from nmoe_sim.strict import StrictModel as _Strict
 
 
 class ScenarioError(Exception):
     """A scenario that cannot be run; the message names the key and what is allowed."""
-
-
-def _number_kind(annotation: Any) -> str | None:
-    """ "number" for an int/float field (optional or not), "numbers" for dict[str, float]."""
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if annotation in (int, float) or (args and all(a in (int, float) for a in args)):
-        return "number"
-    if get_origin(annotation) is dict and get_args(annotation)[1:] in ((int,), (float,)):
-        return "numbers"
-    if annotation is bool:
-        return "bool"
-    return None
-
-
-def _refuse_bool(value: Any) -> None:
-    if isinstance(value, bool):
-        raise PydanticCustomError("bool_for_number", "a number is expected here, not true/false")
-
-
-class _Strict(BaseModel):
-    """Unknown keys, booleans for numbers and NaN/inf are refused in every section."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic's lax mode reads `true` as 1 for int and float fields; YAML users mean a
-        # switch, never a number.
-        field = cls.model_fields.get(info.field_name or "")
-        kind = _number_kind(field.annotation) if field is not None else None
-        if kind == "number":
-            _refuse_bool(value)
-        elif kind == "numbers" and isinstance(value, dict):
-            for item in value.values():
-                _refuse_bool(item)
-        elif kind == "bool" and not isinstance(value, bool):
-            raise PydanticCustomError("bool_expected", "true or false is expected here")
-        return value
-
-    def _set_off_default(self, *keys: str) -> list[str]:
-        """Those of `keys` the user set (model_fields_set) to something other than the default:
-        a default written out (a resolved config.yaml) is not a choice."""
-        out = []
-        for key in keys:
-            if key not in self.model_fields_set:
-                continue
-            value, default = (
-                getattr(self, key),
-                type(self).model_fields[key].get_default(call_default_factory=True),
-            )
-            if isinstance(value, BaseModel):
-                if value.model_dump() != default.model_dump():
-                    out.append(key)
-            elif value != default:
-                out.append(key)
-        return out
 
 
 class OptimConfig(_Strict):
@@ -312,10 +255,6 @@ class StragglersConfig(_Strict):
 
 GENERATED_TOPOLOGIES = ("star", "mec", "random_geometric")
 
-# Link numbers beyond these are certainly mistakes (units: Mbit/s, ms); topology files share them.
-MIN_MBPS = 1e-3  # 1 kbit/s
-MAX_MBPS = 1e7  # 10 Tbit/s
-MAX_LATENCY_MS = 60_000.0  # one minute per link
 # Directed links a network may have (a topology file's, or a generator's): beyond this the graph
 # alone outgrows memory, and a link-per-pair mesh is the wrong model for so many devices.
 MAX_LINKS = 1_000_000
@@ -359,7 +298,21 @@ class NetworkConfig(_Strict):
         "ideal", description="ideal | star | mec | random_geometric | path to a topology YAML"
     )
     bandwidth_mbps: float = Field(
-        20.0, ge=MIN_MBPS, le=MAX_MBPS, description="client access-link bandwidth"
+        20.0, ge=MIN_MBPS, le=MAX_MBPS, description="client access-link bandwidth, both ways"
+    )
+    uplink_mbps: float | None = Field(
+        None,
+        ge=MIN_MBPS,
+        le=MAX_MBPS,
+        description="client access-link bandwidth from the client (star, mec); default "
+        "bandwidth_mbps",
+    )
+    downlink_mbps: float | None = Field(
+        None,
+        ge=MIN_MBPS,
+        le=MAX_MBPS,
+        description="client access-link bandwidth to the client (star, mec); default "
+        "bandwidth_mbps",
     )
     latency_ms: float = Field(
         10.0, ge=0, le=MAX_LATENCY_MS, description="client access-link latency"
@@ -385,6 +338,12 @@ class NetworkConfig(_Strict):
         "latency + bits / fair share",
     )
     tcp: TcpConfig = TcpConfig()
+    dynamics: DynamicsConfig = DynamicsConfig()
+
+    @property
+    def access_mbps(self) -> tuple[float, float]:
+        """Client access-link bandwidth (up: from the client, down: to it)."""
+        return (self.uplink_mbps or self.bandwidth_mbps, self.downlink_mbps or self.bandwidth_mbps)
 
     @model_validator(mode="after")
     def _loss_needs_generated_links(self) -> NetworkConfig:
@@ -404,9 +363,20 @@ class NetworkConfig(_Strict):
     # The keys each network reads (besides topology); any other key set is refused.
     _USES: ClassVar[dict[str, tuple[str, ...]]] = {
         "ideal": (),
-        "star": ("bandwidth_mbps", "latency_ms", "loss", "transport", "tcp"),
+        "star": (
+            "bandwidth_mbps",
+            "uplink_mbps",
+            "downlink_mbps",
+            "latency_ms",
+            "loss",
+            "transport",
+            "tcp",
+            "dynamics",
+        ),
         "mec": (
             "bandwidth_mbps",
+            "uplink_mbps",
+            "downlink_mbps",
             "latency_ms",
             "backhaul_mbps",
             "backhaul_latency_ms",
@@ -416,9 +386,18 @@ class NetworkConfig(_Strict):
             "loss",
             "transport",
             "tcp",
+            "dynamics",
         ),
-        "random_geometric": ("bandwidth_mbps", "latency_ms", "radius", "loss", "transport", "tcp"),
-        "file": ("transport", "tcp"),
+        "random_geometric": (
+            "bandwidth_mbps",
+            "latency_ms",
+            "radius",
+            "loss",
+            "transport",
+            "tcp",
+            "dynamics",
+        ),
+        "file": ("transport", "tcp", "dynamics"),
     }
 
     def _refuse_dead_keys(self) -> None:

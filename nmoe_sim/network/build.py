@@ -15,6 +15,7 @@ import simpy
 from nmoe_sim.config import GENERATED_TOPOLOGIES, NetworkConfig, ScenarioError
 from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, client_node
+from nmoe_sim.network.dynamics.links import LinkChanges, build_link_changes
 from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.neighbours import GraphNeighbours, GroupNeighbours, Neighbours
 from nmoe_sim.network.topology import (
@@ -51,6 +52,7 @@ class NetworkSetup:
     make_neighbours: Callable[[], Neighbours]
     device_classes: list[str | None]  # per client, for devices.classes_gflops
     topology: Topology | None
+    link_changes: LinkChanges | None = None  # the links that change over time, if any
 
     @cached_property
     def neighbours(self) -> Neighbours:
@@ -80,14 +82,16 @@ def hub_groups(
 
 
 def build_topology(cfg: NetworkConfig, num_clients: int, seed: int) -> Topology:
+    up, down = cfg.access_mbps
     if cfg.topology == "star":
-        return star(num_clients, cfg.bandwidth_mbps, cfg.latency_ms, loss_rate=cfg.loss)
+        return star(num_clients, down, cfg.latency_ms, loss_rate=cfg.loss, uplink_mbps=up)
     if cfg.topology == "mec":
         per_cell = math.ceil(num_clients / cfg.cells)
         return mec(
             cfg.cells,
             per_cell,
-            access_mbps=cfg.bandwidth_mbps,
+            access_mbps=down,
+            uplink_mbps=up,
             access_latency_ms=cfg.latency_ms,
             backhaul_mbps=cfg.backhaul_mbps,
             backhaul_latency_ms=cfg.backhaul_latency_ms,
@@ -183,10 +187,14 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         return neighbours
 
     identity = all(k == v for k, v in names.items())
+    try:
+        changes = build_link_changes(cfg.dynamics, topology, seed)
+    except ValueError as err:
+        raise ScenarioError(str(err)) from None
 
     def make_network() -> NetworkModel:
-        flows = FlowNetwork(topology, transport=make_transport(cfg))
+        flows = FlowNetwork(topology, transport=make_transport(cfg), dynamics=changes)
         return flows if identity else _Renamed(flows, names)
 
     classes: list[str | None] = [topology.device_class(n) for n in nodes]
-    return NetworkSetup(make_network, make_neighbours, classes, topology)
+    return NetworkSetup(make_network, make_neighbours, classes, topology, changes)

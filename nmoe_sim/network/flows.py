@@ -40,7 +40,7 @@ import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 from simpy.events import NORMAL, Timeout
@@ -54,6 +54,32 @@ _UNPLANNED = -1.0  # finish_v of a flow in slow start until its class's re-share
 # A flow within this many bits of its end counts as done (absorbs floating-point drift).
 _DONE_EPS_BITS = 1e-6
 _DONE_EPS_REL = 1e-12
+
+
+class LinkState:
+    """What a link is from some time on: its capacity, one-way latency and loss, and the time
+    until which that holds (`until_s`; inf: for good). Schedules hand these to the network."""
+
+    __slots__ = ("capacity_bps", "latency_s", "loss", "until_s")
+
+    def __init__(self, capacity_bps: float, latency_s: float, loss: float, until_s: float) -> None:
+        self.capacity_bps = capacity_bps
+        self.latency_s = latency_s
+        self.loss = loss
+        self.until_s = until_s
+
+
+class LinkSchedule(Protocol):
+    """A link whose state changes over simulated time: a pure function of time, so every world
+    (each method's clock) sees the same link at the same simulated time."""
+
+    def state_at(self, t_s: float) -> LinkState: ...
+
+
+class LinkDynamics(Protocol):
+    """Which links change: the schedule of the directed link u -> v, or None for a fixed one."""
+
+    def schedule(self, u: str, v: str) -> LinkSchedule | None: ...
 
 
 class _Event:
@@ -87,15 +113,35 @@ class _Link:
         "flows",
         "index",
         "key",
+        "latency_s",
+        "loss",
         "mark",
         "pos",
         "residual_bps",
+        "routes",
+        "schedule",
+        "state_version",
+        "timer_at",
+        "timer_token",
+        "u",
         "unfrozen",
+        "until_s",
+        "users",
+        "v",
         "version",
     )
 
-    def __init__(self, index: int, capacity_bps: float) -> None:
+    def __init__(
+        self,
+        index: int,
+        capacity_bps: float,
+        u: str = "",
+        v: str = "",
+        schedule: LinkSchedule | None = None,
+    ) -> None:
         self.index = index
+        self.u = u
+        self.v = v
         self.key = (index,)  # the shared links' part of a class key, when it is the only one
         self.capacity_bps = capacity_bps
         self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
@@ -105,10 +151,33 @@ class _Link:
         self.unfrozen = 0
         self.pos = 0
         self.version = 0
+        # A link that changes over time (`schedule`): its state is read from the schedule when
+        # it is used at or after `until_s`, and while flows depend on it (`users`: the flows
+        # transmitting on routes that cross it either way) a timer (at `timer_at`, valid while
+        # its token is `timer_token`) applies each change when it happens. Routes whose
+        # transport constants depend on it are in `routes`.
+        self.schedule = schedule
+        self.latency_s = 0.0
+        self.loss = 0.0
+        self.until_s = -math.inf if schedule is not None else math.inf
+        self.state_version = 0
+        self.routes: list[_Route] = []
+        self.timer_at = math.inf
+        self.timer_token = 0
+        self.users = 0
 
 
 class _Route:
-    __slots__ = ("latency_s", "links", "path", "transport_path")
+    __slots__ = (
+        "flows",
+        "latency_s",
+        "links",
+        "path",
+        "reverse",
+        "seen",
+        "transport_path",
+        "watch",
+    )
 
     def __init__(
         self, path: tuple[str, ...], links: tuple[_Link, ...], latency_s: float, transport_path: Any
@@ -117,6 +186,13 @@ class _Route:
         self.links = links
         self.latency_s = latency_s
         self.transport_path = transport_path  # the transport's constants for this path
+        # Where a link of the path (either way) changes over time: those links, the sum of their
+        # state versions the constants were computed at, the path back, and the flows now
+        # transmitting on it (their bounds follow the constants).
+        self.watch: tuple[_Link, ...] = ()
+        self.seen = 0
+        self.reverse: tuple[str, ...] = ()
+        self.flows: dict[int, _Flow] = {}
 
 
 class _Mark:
@@ -204,6 +280,7 @@ class _Flow:
         "fid",
         "finish_v",
         "links",
+        "message",
         "ramp",
         "route",
         "size_bits",
@@ -219,8 +296,10 @@ class _Flow:
         t: float,
         cap_bps: float,
         ramp: Ramp | None,
+        message: Message,
     ):
         self.fid = fid
+        self.message = message
         self.route = route
         self.links = route.links
         self.size_bits = size_bits
@@ -303,10 +382,12 @@ class FlowNetwork:
         topology: Topology,
         *,
         transport: Transport | None = None,
+        dynamics: LinkDynamics | None = None,
         record_history: bool = False,
     ) -> None:
         self.topology = topology
         self.transport: Transport = FluidTransport() if transport is None else transport
+        self.dynamics = dynamics
         self._env: simpy.Environment | None = None
         self._links: dict[tuple[str, str], _Link] = {}
         self._link_list: list[_Link] = []
@@ -337,6 +418,8 @@ class FlowNetwork:
         # Bound once, in tuples the timers share (SimPy's loop only iterates a timer's callbacks).
         self._start_cbs = (self._start_after_latency,)
         self._wake_cbs = (self._on_wake,)
+        self._link_cbs = (self._on_link_timer,)
+        self.link_changes_applied = 0  # link changes that met transmitting flows
 
     # ---------------------------------------------------------------- public
 
@@ -355,6 +438,8 @@ class FlowNetwork:
         route = self._routes.get((src, dst))
         if route is None:
             route = self._route(src, dst)
+        if route.watch:
+            self._sync_route(route, env.now)
         if size_bytes > 0 and route.links:
             transport = self.transport
             now = env.now  # (a property: read once)
@@ -363,12 +448,16 @@ class FlowNetwork:
             if message.delay_s > 0:
                 # The transmission starts from the timer's callback: one process wake-up per
                 # transfer instead of two.
-                _schedule(env, _Event(self._start_cbs, (route, message, done)), message.delay_s)
+                _schedule(
+                    env,
+                    _Event(self._start_cbs, (route, message, done, route.seen)),
+                    message.delay_s,
+                )
                 t = now + message.delay_s  # the timer's time, computed as `_schedule` does
                 starts = self._starts_due
                 starts[t] = starts.get(t, 0) + 1
             else:
-                self._start(route, message, done, now)
+                self._start(route, message, done, now, route.seen)
             window_bits = yield done  # type: ignore[misc]  # SimPy reads only what _Event has
             transport.close(message, window_bits, env.now)
         elif route.latency_s > 0:
@@ -402,15 +491,25 @@ class FlowNetwork:
     def _route(self, src: str, dst: str) -> _Route:
         topo = self.topology
         path = topo.path(src, dst)
-        links = []
-        for u, v in itertools.pairwise(path):
-            link = self._links.get((u, v))
-            if link is None:
-                bw = topo.link(u, v)["bandwidth_mbps"]
-                link = _Link(len(self._link_list), bw * BITS_PER_MEGABIT)
-                self._links[(u, v)] = link
-                self._link_list.append(link)
-            links.append(link)
+        links = [self._link(u, v) for u, v in itertools.pairwise(path)]
+        if self.dynamics is not None and links:
+            reverse = topo.path(dst, src)
+            watch = [link for link in links if link.schedule is not None]
+            for u, v in itertools.pairwise(reverse):
+                link = self._link(u, v)
+                if link.schedule is not None and link not in watch:
+                    watch.append(link)
+            if watch:
+                route = _Route(path, tuple(links), 0.0, None)
+                route.reverse = reverse
+                route.watch = tuple(watch)
+                for link in watch:
+                    link.routes.append(route)
+                    if link.until_s == -math.inf:  # never read yet: its state at first use
+                        self._read_state(link, self._now())
+                self._set_constants(route)
+                self._routes[(src, dst)] = route
+                return route
         transport_path = None
         if links:
             forward = self._transport_route(src, dst, path)
@@ -424,25 +523,175 @@ class FlowNetwork:
         self._routes[(src, dst)] = route
         return route
 
+    def _link(self, u: str, v: str) -> _Link:
+        link = self._links.get((u, v))
+        if link is None:
+            bw = self.topology.link(u, v)["bandwidth_mbps"]
+            schedule = None if self.dynamics is None else self.dynamics.schedule(u, v)
+            link = _Link(len(self._link_list), bw * BITS_PER_MEGABIT, u, v, schedule)
+            self._links[(u, v)] = link
+            self._link_list.append(link)
+        return link
+
+    def _now(self) -> float:
+        env = self._env
+        assert env is not None  # routes are made by `carry`, which binds the clock first
+        return float(env.now)
+
     def _transport_route(self, src: str, dst: str, path: tuple[str, ...]) -> Route:
         """The transport's view of `path` from src to dst, made once per direction (a TCP path
         needs its way back too, which is then another route's way there)."""
         found = self._transport_routes.get((src, dst))
         if found is None:
-            hops = []
-            for u, v in itertools.pairwise(path):
-                hop = self._hops.get((u, v))
-                if hop is None:
-                    attrs = self.topology.link(u, v)
-                    hop = self._hops[(u, v)] = Hop(
-                        attrs["bandwidth_mbps"] * BITS_PER_MEGABIT,
-                        attrs["latency_ms"] / 1e3,
-                        attrs.get("loss_rate", 0.0),
-                    )
-                hops.append(hop)
+            hops = [self._hop(u, v) for u, v in itertools.pairwise(path)]
             found = Route(tuple(hops), self.topology.path_latency_s(path))
             self._transport_routes[(src, dst)] = found
         return found
+
+    def _hop(self, u: str, v: str) -> Hop:
+        """A fixed link as the transport sees it (from the topology's numbers), made once."""
+        hop = self._hops.get((u, v))
+        if hop is None:
+            attrs = self.topology.link(u, v)
+            hop = self._hops[(u, v)] = Hop(
+                attrs["bandwidth_mbps"] * BITS_PER_MEGABIT,
+                attrs["latency_ms"] / 1e3,
+                attrs.get("loss_rate", 0.0),
+            )
+        return hop
+
+    # ---------------------------------------------------------------- links that change
+
+    def _current_route(self, path: tuple[str, ...]) -> Route:
+        """The transport's view of `path` with every changing link as it is now."""
+        hops = []
+        latency_s = 0.0
+        for u, v in itertools.pairwise(path):
+            link = self._links[(u, v)]
+            if link.schedule is not None:
+                hop = Hop(link.capacity_bps, link.latency_s, link.loss)
+            else:
+                hop = self._hop(u, v)
+            hops.append(hop)
+            latency_s += hop.latency_s
+        return Route(tuple(hops), latency_s)
+
+    def _set_constants(self, route: _Route) -> None:
+        """Compute a changing route's transport constants from its links' current states."""
+        forward = self._current_route(route.path)
+        back = self._current_route(route.reverse)
+        route.latency_s = forward.latency_s
+        route.transport_path = self.transport.path(forward, lambda: back)
+        route.seen = _versions(route.watch)
+
+    def _read_state(self, link: _Link, now: float) -> None:
+        """Set a changing link to its schedule's state at `now` (no flow is told: see
+        `_update_link`); its `state_version` moves when anything changed."""
+        schedule = link.schedule
+        assert schedule is not None
+        state = schedule.state_at(now)
+        if (
+            state.capacity_bps != link.capacity_bps
+            or state.latency_s != link.latency_s
+            or state.loss != link.loss
+        ):
+            link.capacity_bps = state.capacity_bps
+            link.latency_s = state.latency_s
+            link.loss = state.loss
+            link.state_version += 1
+        link.until_s = state.until_s
+
+    def _sync_route(self, route: _Route, now: float) -> None:
+        """Bring a route's changing links to `now` and, if any changed, its constants; the flows
+        on it and on its links get their new bounds and shares at once."""
+        for link in route.watch:
+            if now >= link.until_s:
+                self._update_link(link, now)
+        if route.seen != _versions(route.watch):
+            self._retime_route(route, now, self._pending_seeds())
+        self._flush(now)
+
+    def _update_link(self, link: _Link, now: float) -> None:
+        """Apply the link's state at `now` to the flows crossing it: max-min shares where its
+        capacity moved, and new transport bounds (RTT, loss) on the routes that depend on it."""
+        old_capacity = link.capacity_bps
+        old_version = link.state_version
+        self._read_state(link, now)
+        if link.state_version != old_version:
+            seeds = self._pending_seeds()
+            flows = link.flows
+            if link.users:
+                self.link_changes_applied += 1
+                if link.capacity_bps != old_capacity:
+                    if len(flows) == 1:  # its own link: the capacity is part of its class's cap
+                        self._reclassify(next(iter(flows.values())), now, seeds)
+                    else:
+                        seeds.extend(link.classes)
+            for route in link.routes:
+                if route.flows:  # the others are brought up to date when next used
+                    self._retime_route(route, now, seeds)
+        self._arm_link(link, now)
+
+    def _retime_route(self, route: _Route, now: float, seeds: list[_Class]) -> None:
+        self._set_constants(route)
+        transport = self.transport
+        path = route.transport_path
+        for flow in list(route.flows.values()):
+            message = flow.message
+            transport.retime(message, path)
+            self._retime_flow(flow, message.cap_bps, message.rtt_s, now, seeds)
+
+    def _retime_flow(
+        self, flow: _Flow, cap_bps: float, rtt_s: float, now: float, seeds: list[_Class]
+    ) -> None:
+        """A transmitting flow's bound is now `cap_bps` and its round trip `rtt_s`: a flow in
+        slow start keeps its window and the round it is in, and doubles at the new pace."""
+        cls = flow.cls
+        assert cls is not None
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited and rtt_s != ramp.rtt_s:
+            unplanned = flow.finish_v == _UNPLANNED
+            if not unplanned:
+                ramp.advance(now, cls.rate_bps)
+            if ramp.exited:  # its plan at this rate ends here: a plain flow from now on
+                assert cls.ramping is not None
+                del cls.ramping[flow]
+            else:
+                ramp.rebase(now, rtt_s)
+                if not unplanned:  # re-planned at the next re-share (its heap entry goes stale)
+                    flow.finish_v = _UNPLANNED
+                    cls.unplanned.append(flow)
+                    seeds.append(cls)
+        if cap_bps != flow.cap_bps:
+            flow.cap_bps = cap_bps
+            self._reclassify(flow, now, seeds)
+
+    def _arm_link(self, link: _Link, now: float) -> None:
+        """While flows depend on a changing link, a timer applies its next change when it
+        comes."""
+        if link.users and link.until_s < math.inf and link.timer_at != link.until_s:
+            link.timer_at = link.until_s
+            link.timer_token += 1
+            env = self._env
+            assert env is not None
+            delay = link.until_s - now
+            _schedule(env, _Event(self._link_cbs, (link, link.timer_token)), delay)
+
+    def _on_link_timer(self, event: _Event) -> None:
+        link, token = event._value
+        if token != link.timer_token:
+            return  # re-armed since
+        link.timer_at = math.inf
+        if link.users:  # a link nobody depends on is read when next used
+            now = self._now()
+            self._update_link(link, now)
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        """Re-solve max-min now if something asked for it and no later start or wake-up of this
+        instant will."""
+        if self._unsolved and now not in self._starts_due and self._wake_at != now:
+            self._reshare_pending(now)
 
     # ---------------------------------------------------------------- flow arrival / departure
 
@@ -456,17 +705,26 @@ class FlowNetwork:
             starts[now] = left
         else:
             del starts[now]
-        route, message, done = event._value
-        self._start(route, message, done, now)
+        route, message, done, seen = event._value
+        self._start(route, message, done, now, seen)
 
-    def _start(self, route: _Route, message: Message, done: _Event, now: float) -> None:
+    def _start(self, route: _Route, message: Message, done: _Event, now: float, seen: int) -> None:
+        if route.watch:
+            # Links may have changed while the message waited: it starts with the bounds of now.
+            for link in route.watch:
+                if now >= link.until_s:
+                    self._update_link(link, now)
+            if route.seen != _versions(route.watch):
+                self._retime_route(route, now, self._pending_seeds())
+            if seen != route.seen:
+                self.transport.retime(message, route.transport_path)
         fid = self._next_fid
         self._next_fid = fid + 1
         size_bits = message.wire_bits
         ramp = None
         if message.window_bits > 0:
             ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits, size_bits)
-        flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp)
+        flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp, message)
         self._n_active += 1
         if self._n_active > self.peak_active_flows:
             self.peak_active_flows = self._n_active
@@ -487,6 +745,11 @@ class FlowNetwork:
         cls = self._class_for(flow, now)
         self._join(flow, cls, size_bits, now)
         seeds.append(cls)
+        if route.watch:
+            route.flows[fid] = flow
+            for link in route.watch:
+                link.users += 1
+                self._arm_link(link, now)
         if now not in self._starts_due and self._wake_at != now:
             self._reshare_pending(now)  # the instant's last start, and no flow ends in it
 
@@ -568,6 +831,11 @@ class FlowNetwork:
             fid = flow.fid
             for link in flow.links:
                 del link.flows[fid]
+            route = flow.route
+            if route.watch:
+                del route.flows[fid]
+                for link in route.watch:
+                    link.users -= 1
         # Flows left alone on a link stop sharing it; neighbours on the freed links may speed up.
         moved: dict[int, _Flow] | None = None
         for flow in finished:
@@ -844,6 +1112,14 @@ class FlowNetwork:
         else:
             _water_fill(comp, comp_links)
         return comp
+
+
+def _versions(links: tuple[_Link, ...]) -> int:
+    """The sum of the links' state versions: it moves whenever any of them changed."""
+    total = 0
+    for link in links:
+        total += link.state_version
+    return total
 
 
 def _link_index(link: _Link) -> int:

@@ -132,6 +132,15 @@ class Ramp:
             sent = 0.0
             w = w * 2.0 if w * 2.0 < wmax else wmax
 
+    def rebase(self, now: float, rtt_s: float) -> None:
+        """The path's round trip is now `rtt_s` (call `advance` to now first): the round under
+        way ends when it would have (its acknowledgements are on their way), the rounds after it
+        last `rtt_s`. Window and bits sent are kept."""
+        round_end = self.t0_s + (self.k + 1) * self.rtt_s
+        self.rtt_s = rtt_s
+        self.t0_s = round_end - (self.k + 1) * rtt_s
+        self.exit_s = math.inf
+
     def window_after(self) -> float:
         """The congestion window once everything sent is acknowledged (call `advance` first): in
         slow start each acknowledged bit grows the window by one."""

@@ -613,20 +613,23 @@ def star(
     latency_ms: float,
     *,
     loss_rate: float = 0.0,
+    uplink_mbps: float | None = None,
     client_class: str = "phone",
     hub_class: str = "server",
 ) -> Topology:
     """One cell: a hub (the cloud node, a server at the base station) linked both ways to each
-    client `c0..c{n-1}`; every link loses `loss_rate` of its packets."""
+    client `c0..c{n-1}` (`bandwidth_mbps` to the client, `uplink_mbps` from it: default the
+    same); every link loses `loss_rate` of its packets."""
     _need_count("num_clients", num_clients)
     g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=hub_class)
-    attrs = _link_attrs(bandwidth_mbps, latency_ms, loss_rate)
+    down = _link_attrs(bandwidth_mbps, latency_ms, loss_rate)
+    up = down if uplink_mbps is None else _link_attrs(uplink_mbps, latency_ms, loss_rate)
     edges = []
     for i in range(num_clients):
         c = f"c{i}"
         g.add_node(c, role="client", device_class=client_class)
-        edges += [(CLOUD_NODE, c, attrs), (c, CLOUD_NODE, attrs)]
+        edges += [(CLOUD_NODE, c, down), (c, CLOUD_NODE, up)]
     g.add_edges_from(edges)
     return Topology(g)
 
@@ -642,13 +645,15 @@ def mec(
     d2d_mbps: float | None = None,
     d2d_latency_ms: float = 1.0,
     loss_rate: float = 0.0,
+    uplink_mbps: float | None = None,
     client_class: str = "phone",
     edge_class: str = "edge_server",
     cloud_class: str = "server",
 ) -> Topology:
     """Multi-cell mobile edge network: cloud - base stations `bs{j}` - clients `c{i}`.
 
-    Client `c{i}` sits in cell `i // clients_per_cell`. Every link is symmetric. With `d2d_mbps`,
+    Client `c{i}` sits in cell `i // clients_per_cell`. Every link is symmetric but the access
+    links with `uplink_mbps` (from the client; `access_mbps` is then the downlink). With `d2d_mbps`,
     every pair of clients in a cell also gets a direct device-to-device link (clients_per_cell^2
     directed links per cell). Client links (access, d2d) lose `loss_rate` of their packets; the
     wired backhaul none.
@@ -659,6 +664,7 @@ def mec(
     g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
     backhaul = _link_attrs(backhaul_mbps, backhaul_latency_ms)
     access = _link_attrs(access_mbps, access_latency_ms, loss_rate)
+    up = access if uplink_mbps is None else _link_attrs(uplink_mbps, access_latency_ms, loss_rate)
     d2d = None if d2d_mbps is None else _link_attrs(d2d_mbps, d2d_latency_ms, loss_rate)
     edges: list[tuple[str, str, dict[str, float]]] = []
     for cell in range(num_cells):
@@ -669,7 +675,7 @@ def mec(
         members = [f"c{i}" for i in range(first, first + clients_per_cell)]
         g.add_nodes_from(members, role="client", device_class=client_class)
         for c in members:
-            edges += [(bs, c, access), (c, bs, access)]
+            edges += [(bs, c, access), (c, bs, up)]
         if d2d is not None:
             edges += [(a, b, d2d) for a in members for b in members if a != b]
     g.add_edges_from(edges)

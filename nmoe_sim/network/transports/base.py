@@ -30,14 +30,18 @@ class Message:
     `delay_s`: time before its bits start to flow (handshake, propagation, store-and-forward);
     `wire_bits`: bits to move; `cap_bps`: the most its flow may take (inf: only the links bound
     it); `rtt_s`, `window_bits`, `max_window_bits`: its slow start (window_bits 0: none);
-    `connection`: the transport's handle, given back in `close`.
+    `connection`: the transport's handle, given back in `close`; `bounded`: whether `cap_bps`
+    follows the path's constants (a transport's `retime` sets it anew when they change);
+    `open_window_bits`: the window it opens with, before any decision that it needs no slow start.
     """
 
     __slots__ = (
+        "bounded",
         "cap_bps",
         "connection",
         "delay_s",
         "max_window_bits",
+        "open_window_bits",
         "rtt_s",
         "window_bits",
         "wire_bits",
@@ -52,6 +56,8 @@ class Message:
         window_bits: float = 0.0,
         max_window_bits: float = 0.0,
         connection: Any = None,
+        bounded: bool = False,
+        open_window_bits: float = 0.0,
     ) -> None:
         self.delay_s = delay_s
         self.wire_bits = wire_bits
@@ -60,6 +66,8 @@ class Message:
         self.window_bits = window_bits
         self.max_window_bits = max_window_bits
         self.connection = connection
+        self.bounded = bounded
+        self.open_window_bits = open_window_bits
 
 
 class Transport(Protocol):
@@ -74,4 +82,10 @@ class Transport(Protocol):
 
     def close(self, message: Message, window_bits: float, now_s: float) -> None:
         """The message arrived at `now_s`; `window_bits` is its flow's window by then."""
+        ...
+
+    def retime(self, message: Message, path: Any) -> None:
+        """A link of the message's path changed since it was opened: set its `cap_bps`,
+        `rtt_s` and (if it has not started yet) `window_bits` from the path's new constants
+        (`path`, as `path()` made them)."""
         ...

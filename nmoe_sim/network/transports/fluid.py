@@ -17,3 +17,6 @@ class FluidTransport:
 
     def close(self, message: Message, window_bits: float, now_s: float) -> None:
         pass
+
+    def retime(self, message: Message, path: float) -> None:
+        pass  # no bound and no round trip: only the links' shares move

@@ -200,13 +200,35 @@ class TcpTransport:
         first_packet = wire_bits if wire_bits < self.packet_bits else self.packet_bits
         delay = wait_s + path.latency_s + first_packet * path.first_packet_s_per_bit
         cap = path.cap_bps
+        bounded = True
+        opening = window
         if wire_bits <= window:
             # One burst at the links' pace: neither its window nor the steady-state loss bound
             # holds it back.
-            window, cap = 0.0, math.inf
+            window, cap, bounded = 0.0, math.inf, False
         elif window >= path.max_rate_bps * path.rtt_s:
             window = 0.0  # its window already fills the path: no slow start
-        return Message(delay, wire_bits, cap, path.rtt_s, window, self.max_window_bits, sender)
+        return Message(
+            delay,
+            wire_bits,
+            cap,
+            path.rtt_s,
+            window,
+            self.max_window_bits,
+            sender,
+            bounded,
+            opening,
+        )
+
+    def retime(self, message: Message, path: TcpPath) -> None:
+        """The path changed since the message was opened: its window and loss bounds follow the
+        new round trip and loss (a one-window burst stays unbounded), and, read when it starts,
+        whether its window already fills the path."""
+        message.rtt_s = path.rtt_s
+        if message.bounded:
+            message.cap_bps = path.cap_bps
+            opening = message.open_window_bits
+            message.window_bits = 0.0 if opening >= path.max_rate_bps * path.rtt_s else opening
 
     def close(self, message: Message, window_bits: float, now_s: float) -> None:
         sender = message.connection

@@ -1,0 +1,351 @@
+"""Links that change over time: transfer times across capacity and latency steps, against the
+integral of the rate (fluid) and a round-by-round stepping of slow start (tcp)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmoe_sim.network.dynamics.links import LinkProfile
+from nmoe_sim.network.dynamics.steps import Steps
+from nmoe_sim.network.dynamics.traces import read_mahimahi_lines
+from nmoe_sim.network.flows import FlowNetwork, LinkState
+from nmoe_sim.network.topology import Topology, load_topology
+from nmoe_sim.network.transports import FluidTransport, TcpTransport
+
+MBPS = 1e6
+MSS, HEADERS, FRAMING = 1448, 52, 14
+PACKET = 8 * (1500 + FRAMING)
+CONTROL = 8 * (HEADERS + FRAMING)
+
+
+def wire_bits(size_bytes: int) -> int:
+    return 8 * (size_bytes + math.ceil(size_bytes / MSS) * (HEADERS + FRAMING))
+
+
+class Every:
+    """Dynamics where every link follows one schedule (both directions)."""
+
+    def __init__(self, schedule: object) -> None:
+        self._schedule = schedule
+
+    def schedule(self, u: str, v: str) -> object:
+        return self._schedule
+
+
+def profile(
+    steps_mbps: list[tuple[float, float]], latency_ms: float = 0.0, **kw: object
+) -> LinkProfile:
+    capacity = Steps([t for t, _ in steps_mbps], [m * MBPS for _, m in steps_mbps])
+    return LinkProfile(0.0, latency_ms / 1e3, 0.0, capacity=capacity, **kw)  # type: ignore[arg-type]
+
+
+def one_link(mbps: float = 10.0, latency_ms: float = 0.0) -> Topology:
+    return load_topology(
+        {
+            "nodes": [
+                {"name": "sender", "role": "cloud", "device_class": "x"},
+                {"name": "receiver", "role": "client", "device_class": "x"},
+            ],
+            "links": [
+                {"a": "sender", "b": "receiver", "bandwidth_mbps": mbps, "latency_ms": latency_ms}
+            ],
+        }
+    )
+
+
+def send(
+    topo: Topology,
+    transport: object,
+    messages: list[tuple[float, int]],
+    dynamics: object = None,
+) -> tuple[list[float], FlowNetwork]:
+    """Send (start, bytes) messages sender -> receiver; the end time of each, and the network."""
+    env = simpy.Environment()
+    net = FlowNetwork(topo, transport=transport, dynamics=dynamics)  # type: ignore[arg-type]
+    ends = [math.nan] * len(messages)
+
+    def one(i: int, start: float, size: int) -> Generator:
+        yield env.timeout(start)
+        yield from net.carry(env, "sender", "receiver", size)
+        ends[i] = env.now
+
+    for i, (start, size) in enumerate(messages):
+        env.process(one(i, start, size))
+    env.run()
+    return ends, net
+
+
+def integral_end(t0: float, bits: float, steps: list[tuple[float, float]]) -> float:
+    """When the integral of a step rate (bits/s from each time on) from t0 reaches `bits`."""
+    bounds = [*steps[1:], (math.inf, 0.0)]
+    t = t0
+    for (start, rate), (end, _) in zip(steps, bounds, strict=True):
+        if end <= t:
+            continue
+        t = max(t, start)
+        if t + bits / rate <= end:
+            return t + bits / rate
+        bits -= rate * (end - t)
+        t = end
+    raise AssertionError("unreachable: the last step lasts for good")
+
+
+# ------------------------------------------------------------------ the issue's capacity step
+
+
+def test_fluid_5mb_across_a_step_ends_when_the_rate_integral_reaches_its_bits() -> None:
+    lat = 0.010
+    steps = [(0.0, 10 * MBPS), (1.0, 1 * MBPS)]
+    (end,), net = send(
+        one_link(latency_ms=10),
+        FluidTransport(),
+        [(0.0, 5_000_000)],
+        Every(profile([(0.0, 10), (1.0, 1)], latency_ms=10)),
+    )
+    # 9.9 Mbit at 10 Mbps from t = 10 ms to 1 s, the other 30.1 Mbit at 1 Mbps.
+    assert end == pytest.approx(integral_end(lat, 40e6, steps), rel=1e-12)
+    assert end == pytest.approx(31.1, rel=1e-12)
+    assert net.link_changes_applied == 2  # the link each way (acknowledgements come back)
+
+
+def test_tcp_5mb_across_a_step_is_the_rate_integral_plus_its_ramp() -> None:
+    lat = 0.010
+    size = 5_000_000
+    for mbps in (10, 100):
+        steps = [(0.0, mbps * MBPS), (1.0, mbps / 10 * MBPS)]
+        (end,), _ = send(
+            one_link(latency_ms=10),
+            TcpTransport(connections="per_message"),
+            [(0.0, size)],
+            Every(profile([(0.0, mbps), (1.0, mbps / 10)], latency_ms=10)),
+        )
+        t0 = 2 * lat + 2 * CONTROL / (mbps * MBPS) + lat  # handshake, then the data's latency
+        bits = wire_bits(size) + CONTROL
+        floor = integral_end(t0, bits, steps)
+        # Slow start pauses between the first windows (10, 20, ... packets) cost the bits the
+        # link could have carried meanwhile; they are then carried at the lower rate after the
+        # step. Stepping the rounds gives exactly that.
+        expected = stepped_tcp_end(
+            t0, 10 * PACKET, bits, steps, lambda r: 2 * lat + (PACKET + CONTROL) / r
+        )
+        assert end == pytest.approx(expected, rel=1e-12)
+        rtt = 2 * lat + (PACKET + CONTROL) / (mbps * MBPS)
+        rounds = math.ceil(math.log2(mbps * MBPS * rtt / (10 * PACKET)))
+        assert floor < end <= floor + rounds * rtt * 10  # each paused second costs 10 after it
+
+
+def test_two_flows_get_new_fair_shares_at_the_step() -> None:
+    # Two 1 MB flows share the link: 5 Mbps each until 0.5 s, then 1 Mbps each.
+    (a, b), _ = send(
+        one_link(),
+        FluidTransport(),
+        [(0.0, 1_000_000), (0.0, 1_000_000)],
+        Every(profile([(0.0, 10), (0.5, 2)])),
+    )
+    # 2.5 Mbit each by 0.5 s, 5.5 Mbit left at 1 Mbps.
+    assert a == pytest.approx(6.0, rel=1e-12) and b == pytest.approx(6.0, rel=1e-12)
+
+
+def test_a_step_up_and_a_later_flow() -> None:
+    # Flow 1 alone at 1 Mbps, then the link steps up to 4 at 1 s; flow 2 joins at 2 s.
+    (a, b), _ = send(
+        one_link(),
+        FluidTransport(),
+        [(0.0, 1_000_000), (2.0, 250_000)],
+        Every(profile([(0.0, 1), (1.0, 4)])),
+    )
+    # flow 1: 1 Mbit by 1 s, 4 by 2 s, then 2 Mbps shared: 3 Mbit left -> flow 2 (2 Mbit) ends
+    # at 3 s, flow 1 has 1 Mbit left alone at 4 Mbps -> 3.25 s.
+    assert b == pytest.approx(3.0, rel=1e-12)
+    assert a == pytest.approx(3.25, rel=1e-12)
+
+
+def test_an_idle_link_costs_no_events_for_its_changes() -> None:
+    # The schedule changes every 10 ms for 100 s; one 1-byte message at 50 s meets one state.
+    times = [i * 0.01 for i in range(10_000)]
+    steps = Steps(times, [(1 + i % 7) * MBPS for i in range(10_000)])
+    env = simpy.Environment()
+    net = FlowNetwork(
+        one_link(),
+        dynamics=Every(LinkProfile(0.0, 0.0, 0.0, capacity=steps)),  # type: ignore[arg-type]
+    )
+    done = []
+
+    def late() -> Generator:
+        yield env.timeout(50.0)
+        yield from net.carry(env, "sender", "receiver", 1)
+        done.append(env.now)
+
+    env.process(late())
+    env.run()
+    assert net.link_changes_applied == 0
+    # 8 bits at the rate of step 5000 (1 + 5000 % 7 = 3 Mbps)
+    assert done[0] == pytest.approx(50.0 + 8 / (3 * MBPS), rel=1e-12)
+
+
+# ------------------------------------------------------------------ Mahimahi traces
+
+
+@pytest.mark.parametrize("every_ms", [1, 3, 7, 40])
+@pytest.mark.parametrize("transport", [FluidTransport, TcpTransport])
+def test_evenly_spaced_mahimahi_trace_is_a_constant_rate_link(every_ms: int, transport) -> None:
+    lines = [str(every_ms * i) for i in range(1, 400)]
+    trace = read_mahimahi_lines(lines, "even")
+    mbps = 12.0 / every_ms  # one 1500-byte packet every `every_ms` ms
+    assert trace.capacity_bps.times == [0.0]
+    assert trace.capacity_bps.values == [pytest.approx(mbps * MBPS, rel=1e-15)]
+    messages = [(0.0, 3_000_000), (0.5, 200_000), (7.0, 1_000_000)]
+    traced, _ = send(
+        one_link(latency_ms=5),
+        transport(),
+        messages,
+        Every(LinkProfile(0.0, 0.005, 0.0, capacity=trace.capacity_bps)),
+    )
+    fixed, _ = send(one_link(mbps, latency_ms=5), transport(), messages)
+    assert traced == pytest.approx(fixed, rel=1e-12)
+
+
+# ------------------------------------------------------------------ tcp rounds under changes
+
+
+def stepped_tcp_end(
+    t0: float,
+    w0: float,
+    size: float,
+    rates: list[tuple[float, float]],
+    rtt_of_rate,
+    rtt_at=None,
+) -> float:
+    """A flow in slow start alone on a link whose rate steps (`rates`: (from, bits/s)), stepped
+    burst by burst: each round lasts the round trip in effect when it starts (`rtt_at(t)`, by
+    default `rtt_of_rate` of the rate then), the window doubles each round until it fills a
+    round at the current rate and round trip, then the flow sends at the rate."""
+
+    def rate_at(t: float) -> tuple[float, float]:
+        rate, change = rates[0][1], math.inf
+        for start, r in rates:
+            if start <= t:
+                rate = r
+            else:
+                change = start
+                break
+        return rate, change
+
+    if rtt_at is None:
+
+        def rtt_at(t: float) -> float:
+            return rtt_of_rate(rate_at(t)[0])
+
+    t, w, sent, left, limited = t0, w0, 0.0, size, True
+    round_end = t0 + rtt_at(t0)
+    while True:
+        r, change = rate_at(t)
+        burst = w - sent
+        if limited and (w >= r * rtt_at(t) or (burst > 0 and t + burst / r >= round_end)):
+            limited = False
+        if not limited:
+            if t + left / r <= change:
+                return t + left / r
+            left -= r * (change - t)
+            t = change
+            continue
+        if burst > 0:
+            step = min(burst, left) / r
+            if t + step <= change:
+                if left <= burst:
+                    return t + step
+                t += step
+                sent, left = w, left - burst
+                continue
+            left -= r * (change - t)
+            sent += r * (change - t)
+            t = change
+            continue
+        if round_end <= change:
+            t, sent, w = round_end, 0.0, 2 * w
+            round_end = t + rtt_at(t)
+        else:
+            t = change
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size_packets=st.integers(20, 3000),
+    latencies_ms=st.lists(st.floats(1.0, 50.0), min_size=2, max_size=5),
+    rates_mbps=st.lists(st.floats(1.0, 50.0), min_size=2, max_size=5),
+    gaps_ms=st.lists(st.floats(5.0, 400.0), min_size=4, max_size=4),
+)
+def test_tcp_slow_start_across_link_steps_matches_stepping_its_rounds(
+    size_packets: int, latencies_ms: list[float], rates_mbps: list[float], gaps_ms: list[float]
+) -> None:
+    """The flow network with link changes (rate and latency) applied as they happen, the ramp
+    re-based to each new round trip, ends a transfer exactly where stepping its rounds does."""
+    size = size_packets * MSS
+    n = max(len(rates_mbps), len(latencies_ms))
+    times, t = [], 0.0
+    for i in range(n):
+        times.append(t)
+        t += gaps_ms[i % len(gaps_ms)] / 1e3
+    rate_steps = Steps(times, [rates_mbps[i % len(rates_mbps)] * MBPS for i in range(n)])
+    latency_steps = Steps(times, [latencies_ms[i % len(latencies_ms)] / 1e3 for i in range(n)])
+
+    class Profile:
+        def state_at(self, t: float) -> LinkState:
+            rate, until = rate_steps.value_at(t)
+            lat, _ = latency_steps.value_at(t)
+            return LinkState(rate, lat, 0.0, until)
+
+    (end,), _ = send(
+        one_link(latency_ms=latencies_ms[0]),
+        TcpTransport(connections="per_message"),
+        [(0.0, size)],
+        Every(Profile()),
+    )
+    lat0, r0 = latencies_ms[0] / 1e3, rates_mbps[0] * MBPS
+    t0 = 2 * lat0 + 2 * CONTROL / r0 + lat0  # handshake and latency as at the first instant
+
+    def rtt_at(t: float) -> float:
+        return 2 * latency_steps.value_at(t)[0] + (PACKET + CONTROL) / rate_steps.value_at(t)[0]
+
+    rates = list(zip(rate_steps.times, rate_steps.values, strict=True))
+    expected = stepped_tcp_end(t0, 10 * PACKET, wire_bits(size) + CONTROL, rates, None, rtt_at)
+    assert end == pytest.approx(expected, rel=1e-9)
+
+
+def test_latency_step_during_slow_start_keeps_the_round_under_way() -> None:
+    # 100 Mbps, 10 ms one way; at 30 ms, while the data propagates (it starts at 30.01 ms, after
+    # the 20 ms handshake and 10 ms of latency), the latency becomes 40 ms: every round lasts the
+    # new 80 ms round trip. The path then holds 660 packets, far more than the windows.
+    bps = 100 * MBPS
+    size = 60 * MSS  # rounds of 10, 20, 30 packets
+    latency = Steps([0.0, 0.030], [0.010, 0.040])
+
+    class Profile:
+        def state_at(self, t: float) -> LinkState:
+            lat, until = latency.value_at(t)
+            return LinkState(bps, lat, 0.0, until)
+
+    (end,), _ = send(
+        one_link(100, 10), TcpTransport(connections="per_message"), [(0.0, size)], Every(Profile())
+    )
+    handshake = 0.020 + 2 * CONTROL / bps
+    t0 = handshake + 0.010
+    rtt_new = 0.080 + (PACKET + CONTROL) / bps
+    last = wire_bits(size) + CONTROL - 30 * PACKET
+    expected = t0 + 2 * rtt_new + last / bps
+    assert end == pytest.approx(expected, rel=1e-12)
+
+
+def test_same_schedule_gives_identical_transfers_in_separate_worlds() -> None:
+    dyn = Every(profile([(0.0, 8), (0.3, 2), (0.9, 6)], latency_ms=3))
+    runs = [
+        send(one_link(latency_ms=3), TcpTransport(), [(0.0, 400_000), (0.2, 90_000)], dyn)[0]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
