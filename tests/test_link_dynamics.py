@@ -349,3 +349,110 @@ def test_same_schedule_gives_identical_transfers_in_separate_worlds() -> None:
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
+
+
+# ------------------------------------------------------------------ rewiring (handovers)
+
+
+def two_cells(access_mbps: float = 10.0) -> Topology:
+    return load_topology(
+        {
+            "nodes": [
+                {"name": "cloud", "role": "cloud", "device_class": "s"},
+                {"name": "bs0", "role": "edge", "device_class": "e"},
+                {"name": "bs1", "role": "edge", "device_class": "e"},
+                {"name": "c0", "role": "client", "device_class": "p"},
+                {"name": "c1", "role": "client", "device_class": "p"},
+            ],
+            "links": [
+                {"a": "cloud", "b": "bs0", "bandwidth_mbps": 1000, "latency_ms": 5},
+                {"a": "cloud", "b": "bs1", "bandwidth_mbps": 1000, "latency_ms": 5},
+                {"a": "bs0", "b": "c0", "bandwidth_mbps": access_mbps, "latency_ms": 10},
+                {"a": "bs1", "b": "c1", "bandwidth_mbps": access_mbps, "latency_ms": 10},
+            ],
+        }
+    )
+
+
+def move_c0(net: FlowNetwork, interruption_s: float) -> None:
+    access = {"bandwidth_mbps": 10.0, "latency_ms": 10.0, "loss_rate": 0.0}
+    net.rewire(
+        "c0",
+        [("c0", "bs0"), ("bs0", "c0")],
+        [("c0", "bs1", access), ("bs1", "c0", access)],
+        interruption_s,
+    )
+
+
+def transfers_with_handover(
+    transport: object, at_s: float | None, interruption_s: float, messages
+) -> tuple[list[tuple[float, tuple[str, ...]]], FlowNetwork]:
+    env = simpy.Environment()
+    net = FlowNetwork(two_cells().copy(), transport=transport)  # type: ignore[arg-type]
+    out: list = [None] * len(messages)
+
+    def one(i: int, start: float, src: str, dst: str, size: int) -> Generator:
+        yield env.timeout(start)
+        path = yield from net.carry(env, src, dst, size)
+        out[i] = (env.now, path)
+
+    def handover() -> Generator:
+        yield env.timeout(at_s)
+        move_c0(net, interruption_s)
+
+    for i, m in enumerate(messages):
+        env.process(one(i, *m))
+    if at_s is not None:
+        env.process(handover())
+    env.run()
+    return out, net
+
+
+@pytest.mark.parametrize("transport", [FluidTransport, TcpTransport])
+def test_a_handover_delays_an_in_flight_transfer_by_its_interruption(transport) -> None:
+    messages = [(0.0, "cloud", "c0", 1_000_000), (0.05, "c0", "cloud", 400_000)]
+    static, _ = transfers_with_handover(transport(), None, 0.0, messages)
+    moved, net = transfers_with_handover(transport(), 0.3, 0.05, messages)
+    assert net.flows_rerouted == 2
+    for (t_static, path_static), (t_moved, path_moved) in zip(static, moved, strict=True):
+        assert t_moved == pytest.approx(t_static + 0.05, rel=1e-12)
+        assert "bs0" in path_static and "bs1" in path_moved  # the path it ended on
+
+
+def test_bytes_are_conserved_across_a_handover() -> None:
+    # 1 MB down at 10 Mbps alone: 8 Mbit. With the handover at 0.3 s, the link carried 10 Mbps
+    # until then; after 50 ms of silence the rest goes over bs1: 8 Mbit in all, no more.
+    env = simpy.Environment()
+    net = FlowNetwork(two_cells().copy(), record_history=True)
+    ends = []
+
+    def one() -> Generator:
+        yield from net.carry(env, "cloud", "c0", 1_000_000)
+        ends.append(env.now)
+
+    def handover() -> Generator:
+        yield env.timeout(0.3)
+        move_c0(net, 0.05)
+
+    env.process(one())
+    env.process(handover())
+    env.run()
+    assert net.history is not None
+    sent, last_t, last_rate = 0.0, 0.0, 0.0
+    for t, rates in net.history:
+        sent += last_rate * (t - last_t)
+        last_t, last_rate = t, sum(rates.values())
+    assert sent == pytest.approx(8e6, rel=1e-12)
+    assert ends[0] == pytest.approx(0.015 + 0.8 + 0.05, rel=1e-12)
+
+
+def test_messages_to_a_client_in_handover_wait_for_it_and_take_the_new_path() -> None:
+    messages = [(0.31, "cloud", "c0", 10_000), (0.29, "c1", "c0", 10_000)]
+    out, _ = transfers_with_handover(FluidTransport(), 0.3, 0.05, messages)
+    (t_new, path_new), (t_prop, path_prop) = out
+    # Sent during the interruption: waits until 0.35 s, then 15 ms of latency and 8 ms of bits.
+    assert path_new == ("cloud", "bs1", "c0")
+    assert t_new == pytest.approx(0.35 + 0.015 + 0.008, rel=1e-12)
+    # Sent just before it, still propagating (30 ms to c0): starts over bs1 once it is over.
+    assert path_prop == ("c1", "bs1", "c0")
+    assert t_prop == pytest.approx(0.35 + 0.008, rel=1e-12)

@@ -175,6 +175,7 @@ class _Route:
         "path",
         "reverse",
         "seen",
+        "stale",
         "transport_path",
         "watch",
     )
@@ -193,6 +194,7 @@ class _Route:
         self.seen = 0
         self.reverse: tuple[str, ...] = ()
         self.flows: dict[int, _Flow] = {}
+        self.stale = False  # the topology was rewired under it: messages look their route up again
 
 
 class _Mark:
@@ -419,7 +421,13 @@ class FlowNetwork:
         self._start_cbs = (self._start_after_latency,)
         self._wake_cbs = (self._on_wake,)
         self._link_cbs = (self._on_link_timer,)
+        self._resume_cbs = (self._resume,)
         self.link_changes_applied = 0  # link changes that met transmitting flows
+        # Rewiring (handovers): until when each node is cut off, and the route each transfer
+        # moved to (read by its `carry` to report the path it ended on).
+        self._blocked: dict[str, float] = {}
+        self._rerouted: dict[_Event, _Route] = {}
+        self.flows_rerouted = 0
 
     # ---------------------------------------------------------------- public
 
@@ -435,6 +443,10 @@ class FlowNetwork:
             raise ValueError(f"size_bytes must be >= 0, got {size_bytes}")
         if env is not self._env:
             self._bind(env)
+        if self._blocked:
+            wait = self._blocked_until(src, dst) - env.now
+            if wait > 0:  # an end is in a handover: the message waits for it to end
+                yield Timeout(env, wait)
         route = self._routes.get((src, dst))
         if route is None:
             route = self._route(src, dst)
@@ -460,6 +472,8 @@ class FlowNetwork:
                 self._start(route, message, done, now, route.seen)
             window_bits = yield done  # type: ignore[misc]  # SimPy reads only what _Event has
             transport.close(message, window_bits, env.now)
+            if self._rerouted:
+                route = self._rerouted.pop(done, route)
         elif route.latency_s > 0:
             yield Timeout(env, route.latency_s)
         return route.path
@@ -709,6 +723,17 @@ class FlowNetwork:
         self._start(route, message, done, now, seen)
 
     def _start(self, route: _Route, message: Message, done: _Event, now: float, seen: int) -> None:
+        if route.stale:  # rewired while the message waited: it goes the way there is now
+            src, dst = route.path[0], route.path[-1]
+            wait = self._blocked_until(src, dst) - now
+            if wait > 0:
+                self._defer_start(route, message, done, wait, now)
+                return
+            route = self._routes.get((src, dst)) or self._route(src, dst)
+            self._rerouted[done] = route
+            seen = -1
+            if not route.watch:
+                self.transport.retime(message, route.transport_path)
         if route.watch:
             # Links may have changed while the message waited: it starts with the bounds of now.
             for link in route.watch:
@@ -725,6 +750,15 @@ class FlowNetwork:
         if message.window_bits > 0:
             ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits, size_bits)
         flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp, message)
+        self._attach(flow, route, size_bits, now)
+        if now not in self._starts_due and self._wake_at != now:
+            self._reshare_pending(now)  # the instant's last start, and no flow ends in it
+
+    def _attach(self, flow: _Flow, route: _Route, remaining_bits: float, now: float) -> None:
+        """Put a flow on the links of `route` with `remaining_bits` to send, in its class."""
+        fid = flow.fid
+        flow.route = route
+        flow.links = route.links
         self._n_active += 1
         if self._n_active > self.peak_active_flows:
             self.peak_active_flows = self._n_active
@@ -743,15 +777,13 @@ class FlowNetwork:
             for other in moved.values():
                 self._reclassify(other, now, seeds)
         cls = self._class_for(flow, now)
-        self._join(flow, cls, size_bits, now)
+        self._join(flow, cls, remaining_bits, now)
         seeds.append(cls)
         if route.watch:
             route.flows[fid] = flow
             for link in route.watch:
                 link.users += 1
                 self._arm_link(link, now)
-        if now not in self._starts_due and self._wake_at != now:
-            self._reshare_pending(now)  # the instant's last start, and no flow ends in it
 
     def _on_wake(self, event: _Event) -> None:
         token, target = event._value
@@ -865,6 +897,137 @@ class FlowNetwork:
             done = flow.done  # triggered now, as `Event.succeed` does
             done._value = 0.0 if ramp is None else ramp.window_after()
             _schedule(env, done, 0.0)
+
+    # ---------------------------------------------------------------- rewiring (handovers)
+
+    def rewire(
+        self,
+        node: str,
+        remove: list[tuple[str, str]],
+        add: list[tuple[str, str, dict[str, float]]],
+        interruption_s: float,
+    ) -> None:
+        """Move `node`'s links now (a handover): the links in `remove` go, those in `add` come
+        (with their attributes). Flows crossing a removed link keep what they have sent, pause
+        for `interruption_s` and go on over their new path, as do messages still on their way to
+        their first link; new messages to or from `node` wait until the interruption ends."""
+        env = self._env
+        if env is None:  # no transfer yet: nothing moves but the topology
+            self.topology.rewire(remove, add)
+            self._routes.clear()
+            self._transport_routes.clear()
+            return
+        now = float(env.now)
+        paused: dict[int, _Flow] = {}
+        for key in remove:
+            link = self._links.get(key)
+            if link is not None:
+                paused.update(link.flows)
+        held: list[tuple[_Flow, float]] = []
+        seeds = self._pending_seeds()
+        for fid in sorted(paused):
+            flow = paused[fid]
+            held.append((flow, self._detach(flow, now, seeds)))
+        self.topology.rewire(remove, add)
+        for key, route in list(self._routes.items()):
+            if node in route.path or node in route.reverse:
+                route.stale = True
+                del self._routes[key]
+        self._transport_routes.clear()
+        for u, v, attrs in add:
+            self._hops.pop((u, v), None)
+            link = self._links.get((u, v))
+            if link is not None and link.schedule is None:  # back again, maybe as another link
+                link.capacity_bps = attrs["bandwidth_mbps"] * BITS_PER_MEGABIT
+        for u, v in remove:
+            self._hops.pop((u, v), None)
+        until = now + interruption_s
+        if until > self._blocked.get(node, -math.inf):
+            self._blocked[node] = until
+        self._flush(now)
+        if held:
+            self.flows_rerouted += len(held)
+            _schedule(env, _Event(self._resume_cbs, (held, now)), interruption_s)
+
+    def _blocked_until(self, src: str, dst: str) -> float:
+        blocked = self._blocked
+        a = blocked.get(src, -math.inf)
+        b = blocked.get(dst, -math.inf)
+        return a if a > b else b
+
+    def _defer_start(
+        self, route: _Route, message: Message, done: _Event, wait: float, now: float
+    ) -> None:
+        env = self._env
+        assert env is not None
+        _schedule(env, _Event(self._start_cbs, (route, message, done, -1)), wait)
+        t = now + wait
+        self._starts_due[t] = self._starts_due.get(t, 0) + 1
+
+    def _detach(self, flow: _Flow, now: float, seeds: list[_Class]) -> float:
+        """Take a transmitting flow off its links and class; returns the bits it has left."""
+        cls = flow.cls
+        assert cls is not None
+        self._advance(cls, now)
+        remaining = flow.finish_v - cls.v_bits
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited:
+            assert cls.ramping is not None
+            del cls.ramping[flow]
+            if flow.finish_v == _UNPLANNED:  # joined this instant: nothing sent
+                cls.unplanned.remove(flow)
+                remaining = ramp.left
+            else:
+                ramp.advance(now, cls.rate_bps)
+                if not ramp.exited:
+                    remaining = ramp.left
+        flow.cls = None  # its heap entry goes stale
+        cls.n -= 1
+        if cls.n == 0:
+            self._drop(cls)
+        else:
+            seeds.append(cls)
+        fid = flow.fid
+        for link in flow.links:
+            del link.flows[fid]
+        moved: dict[int, _Flow] = {}
+        for link in flow.links:
+            flows = link.flows
+            if len(flows) == 1:
+                other = next(iter(flows.values()))
+                moved[other.fid] = other
+            elif flows:
+                seeds.extend(link.classes)
+        for other in moved.values():
+            self._reclassify(other, now, seeds)
+        route = flow.route
+        if route.watch:
+            del route.flows[fid]
+            for link in route.watch:
+                link.users -= 1
+        self._n_active -= 1
+        return remaining if remaining > 0.0 else 0.0
+
+    def _resume(self, event: _Event) -> None:
+        """The interruption is over: paused flows go on over the paths there are now."""
+        held, since = event._value
+        now = self._now()
+        transport = self.transport
+        for flow, remaining in held:
+            src, dst = flow.route.path[0], flow.route.path[-1]
+            route = self._routes.get((src, dst)) or self._route(src, dst)
+            if route.watch:
+                self._sync_route(route, now)
+            message = flow.message
+            transport.retime(message, route.transport_path)
+            flow.cap_bps = message.cap_bps
+            ramp = flow.ramp
+            if ramp is not None and not ramp.exited:
+                ramp.shift(now - since)  # its round resumes where it paused
+                ramp.rebase(now, message.rtt_s)
+            self._rerouted[flow.done] = route
+            self._attach(flow, route, remaining, now)
+        self._flush(now)
 
     # ---------------------------------------------------------------- classes
 

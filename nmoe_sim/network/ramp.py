@@ -141,6 +141,13 @@ class Ramp:
         self.t0_s = round_end - (self.k + 1) * rtt_s
         self.exit_s = math.inf
 
+    def shift(self, gap_s: float) -> None:
+        """The flow paused for `gap_s` seconds (call `advance` to the pause's start first): its
+        rounds resume where they stood."""
+        self.t0_s += gap_s
+        self.t_mark_s += gap_s
+        self.exit_s = math.inf
+
     def window_after(self) -> float:
         """The congestion window once everything sent is acknowledged (call `advance` first): in
         slow start each acknowledged bit grows the window by one."""

@@ -152,6 +152,23 @@ class Topology:
             self._relay_clients[relay] = cached
         return cached
 
+    def rewire(
+        self, remove: Sequence[tuple[str, str]], add: Sequence[tuple[str, str, dict[str, float]]]
+    ) -> None:
+        """Remove and add directed links (a handover moves a client's access links), then forget
+        every cached path. Only a topology of one simulated world is rewired (each world has its
+        own copy: `copy()`); the nodes stay as they are."""
+        g = self.graph
+        g.remove_edges_from(remove)
+        g.add_edges_from(add)
+        for cache in (self._paths, self._from_tree, self._to_tree, self._sides, self._min_out):
+            cache.clear()
+        self._relay_clients.clear()
+
+    def copy(self) -> Topology:
+        """The same network with a graph of its own (its links can be rewired)."""
+        return Topology(self.graph.copy())
+
     # ---------------------------------------------------------------- paths
 
     def path(self, src: str, dst: str) -> NodePath:

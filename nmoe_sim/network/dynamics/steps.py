@@ -14,6 +14,8 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 
+_SLIVER_S = 1e-9
+
 
 class Steps:
     """value[i] holds on [times[i], times[i+1]); times start at 0 and increase strictly."""
@@ -53,28 +55,21 @@ class Steps:
         return Steps(self.times, self.values, period_s=self.period_s, offset_s=offset)
 
     def value_at(self, t_s: float) -> tuple[float, float]:
-        """(value at `t_s`, time at which the next step starts; inf when none does)."""
+        """(value at `t_s`, time at which the next step starts; inf when none does). A time
+        within a nanosecond before a step counts as that step's start, so rounding never makes
+        a sliver of a step (a wasted change) where a pattern wraps or is read with an offset."""
         times = self.times
-        local = t_s + self.offset_s
+        local = t_s + self.offset_s + _SLIVER_S
         period = self.period_s
         if period is None:
-            i = bisect_right(times, local) - 1
-            if i < 0:
-                i = 0
+            i = max(bisect_right(times, local) - 1, 0)
             if i + 1 < len(times):
-                return self.values[i], t_s + (times[i + 1] - local)
+                return self.values[i], t_s + max(times[i + 1] - local + _SLIVER_S, 0.0)
             return self.values[i], math.inf
-        cycle = math.floor(local / period)
-        start = cycle * period
-        within = local - start
-        i = bisect_right(times, within) - 1
-        if i < 0:  # rounding just below a cycle's start
-            i = 0
+        within = local - math.floor(local / period) * period
+        i = max(bisect_right(times, within) - 1, 0)
         end = times[i + 1] if i + 1 < len(times) else period
-        until = t_s + (end - within)
-        if until <= t_s:  # rounding left us on a boundary: the next step holds from now
-            return self.value_at(math.nextafter(t_s, math.inf))
-        return self.values[i], until
+        return self.values[i], t_s + max(end - within + _SLIVER_S, _SLIVER_S)
 
     def mean(self) -> float:
         """The time-weighted mean over one period (or over the steps given, the last one
