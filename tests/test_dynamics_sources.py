@@ -227,13 +227,13 @@ def test_dynamics_errors_name_the_key(tmp_path: Path) -> None:
         f"network.dynamics.access.trace={bad}": "network.dynamics.access.trace: .*bad.csv:2",
         "network.dynamics.access.trace=nothing.csv": "network.dynamics.access.trace: trace file",
         "network.dynamics.device_classes={tablet: {fading: {sigma: 0.1}}}": "no client has",
-        "network.dynamics.links=[{a: c0, b: cloud, fading: {sigma: 0.1}}]": "no link 'c0' - 'cloud'",
+        "network.dynamics.links=[{a: c0, b: cloud, fading: {sigma: 0.1}}]": "no link 'c0' -",
     }
     for override, message in cases.items():
         sc = scenario(tmp_path, override)
         with pytest.raises(ScenarioError, match=message):
             build_network(sc.network, sc.clients.count, sc.seed)
-    with pytest.raises(ScenarioError, match="d2d links have no up or down|no up or down"):
+    with pytest.raises(ScenarioError, match="have no up or down"):
         scenario(tmp_path, "network.dynamics.d2d.uplink_trace=x.csv")
     sc = load_scenario(
         write(tmp_path, "star.yaml", "clients: {count: 3}\nnetwork: {topology: star}\n"),
