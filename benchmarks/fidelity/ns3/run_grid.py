@@ -13,11 +13,13 @@ Only the standard library; the binary is taken from $NS3BUILD (default /tmp/ns3b
 import argparse
 import collections
 import csv
+import itertools
 import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,27 +56,37 @@ COLUMNS = [
 ]
 REFERENCE_LABEL = "ns-3 3.37 rate steps"
 
+RateSteps = Sequence[tuple[float, float]]  # [(t_s, mbps), ...], t = 0 first
+
 
 # --------------------------------------------------------------------------------------------
 # running the binary
 
 
-def run_config(rates, delay_ms, size, flows, buffers, extra=()):
+def run_config(
+    rates: RateSteps,
+    delay_ms: float,
+    size: int,
+    flows: int,
+    buffers: tuple[int, int],
+    extra: Sequence[str] = (),
+) -> list[dict]:
     """rates: [(t_s, mbps), ...] with t = 0 first. Returns one dict per flow."""
     cmd = [
         BINARY,
         "--steps=" + steps_string(rates),
-        "--delay=%g" % delay_ms,
-        "--size=%d" % size,
-        "--flows=%d" % flows,
-        "--sndbuf=%d" % buffers[0],
-        "--rcvbuf=%d" % buffers[1],
-        "--segment=%d" % SEGMENT,
-        "--iw=%d" % INITIAL_WINDOW,
-    ] + list(extra)
+        f"--delay={delay_ms:g}",
+        f"--size={size:d}",
+        f"--flows={flows:d}",
+        f"--sndbuf={buffers[0]:d}",
+        f"--rcvbuf={buffers[1]:d}",
+        f"--segment={SEGMENT:d}",
+        f"--iw={INITIAL_WINDOW:d}",
+        *extra,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError("%s failed: %s" % (" ".join(cmd), out.stderr[-2000:]))
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr[-2000:]}")
     result, progress = [], {}
     for line in out.stdout.split():
         f = line.split(",")
@@ -99,32 +111,42 @@ def run_config(rates, delay_ms, size, flows, buffers, extra=()):
     return result
 
 
-def seconds(ns):
+def seconds(ns: int) -> str:
     """Nanoseconds -> seconds, written as ns3_reference.csv writes them (shortest repr)."""
     return repr(ns / 1e9)
 
 
-def fmt_num(x):
+def fmt_num(x: float) -> str:
     """A step time or rate, shortest form: 0.5, 2, 0.0126."""
-    s = ("%.6f" % x).rstrip("0").rstrip(".")
+    s = f"{x:.6f}".rstrip("0").rstrip(".")
     return s if s else "0"
 
 
-def steps_string(rates):
-    return ";".join("%s:%s" % (fmt_num(t), fmt_num(r)) for t, r in rates)
+def steps_string(rates: RateSteps) -> str:
+    return ";".join(f"{fmt_num(t)}:{fmt_num(r)}" for t, r in rates)
 
 
-def parse_steps(s):
+def parse_steps(s: str) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in (item.split(":") for item in s.split(";"))]
 
 
-def round_sig(x, digits):
+def round_sig(x: float, digits: int) -> float:
     if x <= 0:
         return x
-    return round(x, digits - 1 - int(math.floor(math.log10(x))))
+    return round(x, digits - 1 - math.floor(math.log10(x)))
 
 
-def run_all(jobs, workers):
+def read_rows(path: str) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def read_header(path: str) -> list[str]:
+    with open(path) as f:
+        return next(csv.reader(f))
+
+
+def run_all(jobs: list[tuple[Hashable, tuple]], workers: int) -> dict:
     """jobs: list of (key, args). Returns {key: result}, in parallel on `workers` processes."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {key: pool.submit(run_config, *args) for key, args in jobs}
@@ -135,8 +157,8 @@ def run_all(jobs, workers):
 # reproduction of ns3_reference.csv
 
 
-def reproduce(args):
-    rows = list(csv.DictReader(open(REFERENCE)))
+def reproduce(args: argparse.Namespace) -> int:
+    rows = read_rows(REFERENCE)
     groups = collections.OrderedDict()
     for r in rows:
         key = (
@@ -168,7 +190,7 @@ def reproduce(args):
             (100.0, 50.0, 10000000, 1, 4194304, 6291456),
             (100.0, 1.0, 10000000, 2, 131072, 131072),
         ]
-    extra = ["--app=bulk", "--sendsize=%d" % args.sendsize] if args.sendsize else []
+    extra = ["--app=bulk", f"--sendsize={args.sendsize:d}"] if args.sendsize else []
     jobs = [(k, ([(0.0, k[0])], k[1], k[2], k[3], (k[4], k[5]), extra)) for k in keys]
     t0 = time.time()
     results = run_all(jobs, args.jobs)
@@ -181,20 +203,23 @@ def reproduce(args):
             n += 1
             ours = (seconds(m["connect_ns"]), seconds(m["established_ns"]))
             theirs = (r["t_connect_to_last_byte_s"], r["t_established_to_last_byte_s"])
-            du = [round(float(a) * 1e6) - round(float(b) * 1e6) for a, b in zip(ours, theirs)]
+            du = [
+                round(float(a) * 1e6) - round(float(b) * 1e6)
+                for a, b in zip(ours, theirs, strict=True)
+            ]
             if du == [0, 0]:
                 exact_us += 1
             else:
                 worst.append((k, r["flow"], du))
             exact_str += ours == theirs
     print(
-        "configurations %d, rows %d: equal to the microsecond %d, identical text %d (%.0f s)"
-        % (len(keys), n, exact_us, exact_str, time.time() - t0)
+        f"configurations {len(keys)}, rows {n}: equal to the microsecond {exact_us}, "
+        f"identical text {exact_str} ({time.time() - t0:.0f} s)"
     )
-    for k, flow, du in worst[:30]:
+    for (rate, delay, size, flows, sndbuf, rcvbuf), flow, du in worst[:30]:
         print(
-            "  differs: rate %g delay %g size %d flows %d buffers %d/%d flow %s: %+d/%+d us"
-            % (k + (flow,) + tuple(du))
+            f"  differs: rate {rate:g} delay {delay:g} size {size:d} flows {flows:d} "
+            f"buffers {sndbuf:d}/{rcvbuf:d} flow {flow}: {du[0]:+d}/{du[1]:+d} us"
         )
     return 0 if exact_us == n else 1
 
@@ -237,7 +262,7 @@ EARLY_MULTIPLES = {2: [1], 3: [1, 4], 5: [1, 2, 4, 8]}
 LATE_FRACTIONS = {2: [0.5], 3: [0.3, 0.6], 5: [0.2, 0.4, 0.6, 0.8]}
 
 
-def t_early(delay_ms, rate_mbps):
+def t_early(delay_ms: float, rate_mbps: float) -> float:
     """Handshake plus two round trips of propagation, plus the time to put the initial window of
     one flow on the wire at the initial rate: the first rate step falls in slow start."""
     t = 6 * delay_ms / 1e3 + INITIAL_WINDOW * WIRE_PACKET * 8 / (rate_mbps * 1e6)
@@ -247,17 +272,19 @@ def t_early(delay_ms, rate_mbps):
 PROGRESS = sorted({f for fs in LATE_FRACTIONS.values() for f in fs})
 
 
-def schedule(profile, timing, delay_ms, progress_ns):
+def schedule(
+    profile: str, timing: str, delay_ms: float, progress_ns: dict[float, int]
+) -> list[tuple[float, float]]:
     rates = PROFILES[profile]
     if timing == "early":
         te = t_early(delay_ms, rates[0])
         times = [round_sig(m * te, 3) for m in EARLY_MULTIPLES[len(rates)]]
     else:
         times = [round_sig(progress_ns[f] / 1e9, 2) for f in LATE_FRACTIONS[len(rates)]]
-    return [(0.0, float(rates[0]))] + [(t, float(r)) for t, r in zip(times, rates[1:])]
+    return [(0.0, float(rates[0]))] + [(t, float(r)) for t, r in zip(times, rates[1:], strict=True)]
 
 
-def design():
+def design() -> list[tuple]:
     """[(profile, timing, delay, size, flows, buffers)]"""
     out = []
     for profile in PROFILES:
@@ -267,7 +294,7 @@ def design():
     return out
 
 
-def generate(args):
+def generate(args: argparse.Namespace) -> int:
     t_start = time.time()
     cells = design()
     rates_all = sorted({r for rs in PROFILES.values() for r in rs})
@@ -279,8 +306,8 @@ def generate(args):
             for r in rates_all
         }
     )
-    progress = ["--progress=" + ",".join("%g" % f for f in PROGRESS)]
-    base = run_all([(k, ([(0.0, k[0])],) + k[1:] + (progress,)) for k in base_keys], args.jobs)
+    progress = ["--progress=" + ",".join(f"{f:g}" for f in PROGRESS)]
+    base = run_all([(k, ([(0.0, k[0])], *k[1:], progress)) for k in base_keys], args.jobs)
     t_phase1 = time.time() - t_start
     # phase 2: steps
     jobs, skipped, meta = [], [], {}
@@ -301,7 +328,9 @@ def generate(args):
     steps = run_all(jobs, args.jobs)
     elapsed = time.time() - t_start
 
-    def row(rates, d, size, flows, buffers, r):
+    def row(
+        rates: RateSteps, d: float, size: int, flows: int, buffers: tuple[int, int], r: dict
+    ) -> dict:
         return {
             "reference": REFERENCE_LABEL,
             "rate_mbps": repr(float(rates[0][1])),
@@ -336,7 +365,7 @@ def generate(args):
             out_rows.append(row(list(rates), d, size, flows, buffers, r))
             diag_rows.append((profile, timing, seconds(round(t0 * 1e9)), r))
     with open(OUTPUT, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS + ["rate_steps"], lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, "rate_steps"], lineterminator="\n")
         w.writeheader()
         w.writerows(out_rows)
     with open(DIAGNOSTICS, "w", newline="") as f:
@@ -359,7 +388,7 @@ def generate(args):
                 "max_device_queue_packets",
             ]
         )
-        for (profile, timing, t0, r), o in zip(diag_rows, out_rows):
+        for (profile, timing, t0, r), o in zip(diag_rows, out_rows, strict=True):
             w.writerow(
                 [
                     o["rate_steps"],
@@ -378,23 +407,16 @@ def generate(args):
                     r["max_queue_pkts"],
                 ]
             )
+    with_steps = sum(1 for o in out_rows if ";" in o["rate_steps"])
     print(
-        "constant-rate runs %d (%.0f s), rate-step runs %d, skipped %d, rows %d (%d with steps),"
-        " %.0f s in all"
-        % (
-            len(base_keys),
-            t_phase1,
-            len(jobs),
-            len(skipped),
-            len(out_rows),
-            sum(1 for o in out_rows if ";" in o["rate_steps"]),
-            elapsed,
-        )
+        f"constant-rate runs {len(base_keys)} ({t_phase1:.0f} s), rate-step runs {len(jobs)}, "
+        f"skipped {len(skipped)}, rows {len(out_rows)} ({with_steps} with steps), "
+        f"{elapsed:.0f} s in all"
     )
     for cell, t0, rates in skipped:
         print(
-            "  skipped (every flow done at %.4f s, before the first step at %g s): %s"
-            % (t0, rates[1][0], cell)
+            f"  skipped (every flow done at {t0:.4f} s, before the first step at "
+            f"{rates[1][0]:g} s): {cell}"
         )
     return 0
 
@@ -403,12 +425,12 @@ def generate(args):
 # checks
 
 
-def check(args):
-    rows = list(csv.DictReader(open(OUTPUT)))
-    ref_header = next(csv.reader(open(REFERENCE)))
-    header = next(csv.reader(open(OUTPUT)))
+def check(args: argparse.Namespace) -> int:
+    rows = read_rows(OUTPUT)
+    ref_header = read_header(REFERENCE)
+    header = read_header(OUTPUT)
     problems = 0
-    if header != ref_header + ["rate_steps"]:
+    if header != [*ref_header, "rate_steps"]:
         print("columns differ from ns3_reference.csv + rate_steps:", header)
         problems += 1
     for r in rows:
@@ -416,7 +438,7 @@ def check(args):
         ok = (
             steps[0][0] == 0.0
             and float(r["rate_mbps"]) == steps[0][1]
-            and all(a[0] < b[0] for a, b in zip(steps, steps[1:]))
+            and all(a[0] < b[0] for a, b in itertools.pairwise(steps))
             and 0 < float(r["t_established_to_last_byte_s"]) < float(r["t_connect_to_last_byte_s"])
         )
         if not ok:
@@ -438,9 +460,10 @@ def check(args):
         if sorted(fl) != list(range(int(k[3]))):
             print("flows missing or repeated:", k, fl)
             problems += 1
+    runs_with_steps = sum(1 for k in runs if ";" in k[0])
     print(
-        "rows %d, runs %d (%d with rate steps); columns as ns3_reference.csv + rate_steps; "
-        "malformed: %d" % (len(rows), len(runs), sum(1 for k in runs if ";" in k[0]), problems)
+        f"rows {len(rows)}, runs {len(runs)} ({runs_with_steps} with rate steps); "
+        f"columns as ns3_reference.csv + rate_steps; malformed: {problems}"
     )
 
     # monotone in size: same rate_steps, delay, flows, buffers -> the last flow's time (and each
@@ -452,15 +475,12 @@ def check(args):
     mono_pairs = mono_bad = 0
     for k, sizes in by.items():
         ss = sorted(sizes)
-        for a, b in zip(ss, ss[1:]):
+        for a, b in itertools.pairwise(ss):
             mono_pairs += 1
             if max(sizes[b]) <= max(sizes[a]):
                 mono_bad += 1
                 print("  not monotone in size:", k, a, b, max(sizes[a]), max(sizes[b]))
-    print(
-        "monotone in size (last flow, same schedule): %d pairs, %d violations"
-        % (mono_pairs, mono_bad)
-    )
+    print(f"monotone in size (last flow, same schedule): {mono_pairs} pairs, {mono_bad} violations")
 
     # bracket: a run with steps against constant runs at its lowest and highest rate (same
     # delay, size, flows, buffers). Must hold for a single flow and for the last flow of a run
@@ -488,16 +508,17 @@ def check(args):
         lo, hi = min(x[1] for x in steps), max(x[1] for x in steps)
         k = (r["one_way_delay_ms"], r["size_bytes"], r["flows"], r["send_buffer_bytes"], r["flow"])
         t = float(r["t_connect_to_last_byte_s"])
-        t_hi, t_lo = const[(hi,) + k], const[(lo,) + k]
-        runs_steps[(r["rate_steps"],) + k[:4]].append((t, t_hi, t_lo, lo, hi))
+        t_hi, t_lo = const[(hi, *k)], const[(lo, *k)]
+        runs_steps[(r["rate_steps"], *k[:4])].append((t, t_hi, t_lo, lo, hi))
         kind = "single" if r["flows"] == "1" else "one of several"
         stats[kind] += 1
         if not t_hi < t < t_lo:
             stats[kind + " outside"] += 1
+            delay, size, flows, sndbuf, flow = k
             print(
-                "  %s flow outside (constant %g, constant %g Mbps): %s delay %s size %s "
-                "flows %s buffers %s flow %s: %.6f not in (%.6f, %.6f)"
-                % ((kind, hi, lo, r["rate_steps"]) + k + (t, t_hi, t_lo))
+                f"  {kind} flow outside (constant {hi:g}, constant {lo:g} Mbps): "
+                f"{r['rate_steps']} delay {delay} size {size} flows {flows} buffers {sndbuf} "
+                f"flow {flow}: {t:.6f} not in ({t_hi:.6f}, {t_lo:.6f})"
             )
     for k, v in runs_steps.items():
         t, t_hi, t_lo = (max(x[i] for x in v) for i in range(3))
@@ -507,29 +528,23 @@ def check(args):
         if not t_hi < t < t_lo:
             stats["runs outside"] += 1
             stats["runs 10>1 outside"] += is101
+            rate_steps, delay, size, flows, sndbuf = k
             print(
-                "  run outside (last flow): %s delay %s size %s flows %s buffers %s: %.6f not "
-                "in (%.6f, %.6f)" % (k + (t, t_hi, t_lo))
+                f"  run outside (last flow): {rate_steps} delay {delay} size {size} "
+                f"flows {flows} buffers {sndbuf}: {t:.6f} not in ({t_hi:.6f}, {t_lo:.6f})"
             )
     print(
-        "between the constant highest- and lowest-rate times: runs (last flow) %d, outside %d;"
-        " of them 10 -> 1 runs %d, outside %d; single-flow rows %d, outside %d; flows of "
-        "multi-flow runs %d, outside %d (allowed: sharing changes)"
-        % (
-            stats["runs"],
-            stats["runs outside"],
-            stats["runs 10>1"],
-            stats["runs 10>1 outside"],
-            stats["single"],
-            stats["single outside"],
-            stats["one of several"],
-            stats["one of several outside"],
-        )
+        "between the constant highest- and lowest-rate times: "
+        f"runs (last flow) {stats['runs']}, outside {stats['runs outside']}; "
+        f"of them 10 -> 1 runs {stats['runs 10>1']}, outside {stats['runs 10>1 outside']}; "
+        f"single-flow rows {stats['single']}, outside {stats['single outside']}; "
+        f"flows of multi-flow runs {stats['one of several']}, "
+        f"outside {stats['one of several outside']} (allowed: sharing changes)"
     )
     return 1 if problems else 0
 
 
-def main():
+def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
