@@ -20,6 +20,7 @@ from pydantic import (
 from nmoe_sim.data.catalog import DATASETS
 from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
 from nmoe_sim.network.dynamics.schema import DynamicsConfig
+from nmoe_sim.network.mobility.schema import MobilityConfig
 from nmoe_sim.network.transports import tcp
 from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 from nmoe_sim.strict import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
@@ -339,6 +340,7 @@ class NetworkConfig(_Strict):
     )
     tcp: TcpConfig = TcpConfig()
     dynamics: DynamicsConfig = DynamicsConfig()
+    mobility: MobilityConfig = MobilityConfig()
 
     @property
     def access_mbps(self) -> tuple[float, float]:
@@ -372,6 +374,7 @@ class NetworkConfig(_Strict):
             "transport",
             "tcp",
             "dynamics",
+            "mobility",
         ),
         "mec": (
             "bandwidth_mbps",
@@ -387,6 +390,7 @@ class NetworkConfig(_Strict):
             "transport",
             "tcp",
             "dynamics",
+            "mobility",
         ),
         "random_geometric": (
             "bandwidth_mbps",
@@ -397,7 +401,7 @@ class NetworkConfig(_Strict):
             "tcp",
             "dynamics",
         ),
-        "file": ("transport", "tcp", "dynamics"),
+        "file": ("transport", "tcp", "dynamics", "mobility"),
     }
 
     def _refuse_dead_keys(self) -> None:

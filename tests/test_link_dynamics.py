@@ -34,7 +34,7 @@ class Every:
     def __init__(self, schedule: object) -> None:
         self._schedule = schedule
 
-    def schedule(self, u: str, v: str) -> object:
+    def schedule(self, u: str, v: str, attrs: object = None) -> object:
         return self._schedule
 
 

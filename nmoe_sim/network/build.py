@@ -17,6 +17,10 @@ from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, client_node
 from nmoe_sim.network.dynamics.links import LinkChanges, build_link_changes
 from nmoe_sim.network.flows import FlowNetwork
+from nmoe_sim.network.mobility.attachment import Mobility
+from nmoe_sim.network.mobility.layout import LayoutError
+from nmoe_sim.network.mobility.models.trace import PositionTraceError
+from nmoe_sim.network.mobility.moving import MovingNetwork
 from nmoe_sim.network.neighbours import GraphNeighbours, GroupNeighbours, Neighbours
 from nmoe_sim.network.topology import (
     Topology,
@@ -34,7 +38,7 @@ from nmoe_sim.seeds import numpy_rng
 class _Renamed:
     """Speaks the run's node names (`server`, `c0`, ...) to a topology with its own names."""
 
-    def __init__(self, inner: FlowNetwork, names: dict[str, str]) -> None:
+    def __init__(self, inner: NetworkModel, names: dict[str, str]) -> None:
         self.inner = inner
         self.names = names
 
@@ -53,6 +57,7 @@ class NetworkSetup:
     device_classes: list[str | None]  # per client, for devices.classes_gflops
     topology: Topology | None
     link_changes: LinkChanges | None = None  # the links that change over time, if any
+    mobility: Mobility | None = None  # where clients are, and their handovers, if modelled
 
     @cached_property
     def neighbours(self) -> Neighbours:
@@ -191,10 +196,40 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         changes = build_link_changes(cfg.dynamics, topology, seed)
     except ValueError as err:
         raise ScenarioError(str(err)) from None
+    mobility = _mobility(cfg, topology, seed, nodes)
+    moves = mobility is not None and mobility.hands_over
+    d2d = None
+    if cfg.topology == "mec" and cfg.d2d_mbps is not None:  # generated d2d links follow the cell
+        d2d = {
+            "bandwidth_mbps": cfg.d2d_mbps,
+            "latency_ms": cfg.d2d_latency_ms,
+            "loss_rate": cfg.loss,
+        }
 
     def make_network() -> NetworkModel:
-        flows = FlowNetwork(topology, transport=make_transport(cfg), dynamics=changes)
-        return flows if identity else _Renamed(flows, names)
+        # A world whose clients hand over rewires a topology of its own.
+        own = topology.copy() if moves else topology
+        flows = FlowNetwork(own, transport=make_transport(cfg), dynamics=changes)
+        model: NetworkModel = flows
+        if moves:
+            assert mobility is not None
+            model = MovingNetwork(flows, mobility, d2d)
+        return model if identity else _Renamed(model, names)
 
     classes: list[str | None] = [topology.device_class(n) for n in nodes]
-    return NetworkSetup(make_network, make_neighbours, classes, topology, changes)
+    return NetworkSetup(make_network, make_neighbours, classes, topology, changes, mobility)
+
+
+def _mobility(
+    cfg: NetworkConfig, topology: Topology, seed: int, nodes: list[str]
+) -> Mobility | None:
+    """The run's clients in motion, where the scenario moves them; every problem of the layout or
+    of a position trace as a ScenarioError naming the key."""
+    if not cfg.mobility.moves:
+        return None
+    try:
+        return Mobility(cfg.mobility, topology, seed, nodes)
+    except LayoutError as err:
+        raise ScenarioError(f"network.mobility: {err}") from None
+    except PositionTraceError as err:
+        raise ScenarioError(f"network.mobility.trace: {err}") from None

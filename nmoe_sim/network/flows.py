@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Protocol
@@ -77,9 +77,10 @@ class LinkSchedule(Protocol):
 
 
 class LinkDynamics(Protocol):
-    """Which links change: the schedule of the directed link u -> v, or None for a fixed one."""
+    """Which links change: the schedule of the directed link u -> v (whose fixed numbers are
+    `attrs`: bandwidth_mbps, latency_ms, loss_rate), or None for a fixed one."""
 
-    def schedule(self, u: str, v: str) -> LinkSchedule | None: ...
+    def schedule(self, u: str, v: str, attrs: Mapping[str, Any]) -> LinkSchedule | None: ...
 
 
 class _Event:
@@ -540,9 +541,11 @@ class FlowNetwork:
     def _link(self, u: str, v: str) -> _Link:
         link = self._links.get((u, v))
         if link is None:
-            bw = self.topology.link(u, v)["bandwidth_mbps"]
-            schedule = None if self.dynamics is None else self.dynamics.schedule(u, v)
-            link = _Link(len(self._link_list), bw * BITS_PER_MEGABIT, u, v, schedule)
+            attrs = self.topology.link(u, v)
+            schedule = None if self.dynamics is None else self.dynamics.schedule(u, v, attrs)
+            link = _Link(
+                len(self._link_list), attrs["bandwidth_mbps"] * BITS_PER_MEGABIT, u, v, schedule
+            )
             self._links[(u, v)] = link
             self._link_list.append(link)
         return link

@@ -33,7 +33,9 @@ ROLES = ("cloud", "edge", "client")
 CLOUD_NODE = "cloud"
 
 _TOP_KEYS = ("nodes", "links", "description")
-_NODE_KEYS = ("name", "role", "device_class")
+_NODE_KEYS = ("name", "role", "device_class", "x_m", "y_m")
+_NODE_REQUIRED = ("name", "role", "device_class")
+MAX_POSITION_M = 1e6  # node positions (x_m, y_m) beyond a thousand kilometres are mistakes
 _LINK_KEYS = ("a", "b", "bandwidth_mbps", "latency_ms", "loss_rate", "directed")
 _LINK_REQUIRED = ("a", "b", "bandwidth_mbps", "latency_ms")
 
@@ -501,10 +503,30 @@ def _file_numbers(where: str, bw: object, lat: object, loss: object) -> None:
         )
 
 
+def _node_position(where: str, node: Mapping[str, Any]) -> dict[str, float]:
+    """A node's optional position in metres: both of x_m and y_m, finite, within bounds."""
+    given = [k for k in ("x_m", "y_m") if k in node]
+    if not given:
+        return {}
+    if len(given) == 1:
+        raise TopologyError(f"{where}: give both x_m and y_m (a position in metres) or neither")
+    out = {}
+    for key in ("x_m", "y_m"):
+        value = node[key]
+        if not _finite(value) or not -MAX_POSITION_M <= float(value) <= MAX_POSITION_M:
+            raise TopologyError(
+                f"{where}: {key} must be a number of metres within +-{MAX_POSITION_M:g}, "
+                f"got {value!r}"
+            )
+        out[key] = float(value)
+    return out
+
+
 def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topology:
     """A topology from a YAML file (path) or an already-parsed mapping.
 
-    Schema: `nodes:` a list of {name, role, device_class}; `links:` a list of {a, b, bandwidth_mbps,
+    Schema: `nodes:` a list of {name, role, device_class, and optionally x_m, y_m: a position in
+    metres for mobility and radio models}; `links:` a list of {a, b, bandwidth_mbps,
     latency_ms, loss_rate (default 0), directed (default false: the link exists both ways with the
     same numbers)}; an optional `description:` string. Unknown keys are refused. A file must be
     UTF-8 YAML (read by the bounded loader of safe_yaml.py: no duplicate keys, alias bombs, deep
@@ -545,9 +567,10 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
         if not isinstance(node, Mapping):
             raise TopologyError(f"{where}: expected a mapping like {{name: u0, role: client, ...}}")
         _unknown_keys(where, node, _NODE_KEYS)
-        for key in _NODE_KEYS:
+        for key in _NODE_REQUIRED:
             if key not in node:
                 raise TopologyError(f"{where}: missing `{key}`")
+        position = _node_position(where, node)
         name = node["name"]
         if not isinstance(name, str) or not name:
             raise TopologyError(
@@ -563,7 +586,7 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
                 f"{where}: device_class must be a non-empty string such as 'phone', "
                 f"got {device_class!r}"
             )
-        g.add_node(name, role=role, device_class=device_class)
+        g.add_node(name, role=role, device_class=device_class, **position)
 
     edges: list[tuple[str, str, dict[str, float]]] = []
     seen: set[tuple[str, str]] = set()

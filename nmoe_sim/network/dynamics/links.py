@@ -12,10 +12,10 @@ named first).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nmoe_sim.network.dynamics.schema import DynamicsConfig, LinkChangesConfig
 from nmoe_sim.network.dynamics.synthetic import GilbertElliott, LognormalFading
@@ -118,10 +118,14 @@ class LinkChanges:
         self._single = {(c.a, c.b): c for c in cfg.links}
         self._profiles: dict[tuple[str, str], LinkProfile | None] = {}
 
-    def schedule(self, u: str, v: str) -> LinkProfile | None:
+    def schedule(
+        self, u: str, v: str, attrs: Mapping[str, Any] | None = None
+    ) -> LinkProfile | None:
+        """The schedule of u -> v (fixed numbers `attrs`, by default the topology's: a moving
+        client's access link to another cell is not in the run's topology)."""
         key = (u, v)
         if key not in self._profiles:
-            self._profiles[key] = self._profile(u, v)
+            self._profiles[key] = self._profile(u, v, attrs or self.topology.link(u, v))
         return self._profiles[key]
 
     def _targets(self, u: str, v: str, role: LinkRole) -> list[tuple[LinkChangesConfig, str]]:
@@ -139,7 +143,7 @@ class LinkChanges:
         out.append((getattr(self.cfg, role.kind), role.direction))
         return out
 
-    def _profile(self, u: str, v: str) -> LinkProfile | None:
+    def _profile(self, u: str, v: str, attrs: Mapping[str, Any]) -> LinkProfile | None:
         role = link_role(self.topology, u, v)
         trace: Trace | None = None
         fading: LognormalFading | None = None
@@ -161,7 +165,6 @@ class LinkChanges:
                 loss = GilbertElliott(g.good_s, g.bad_s, g.good_loss, g.bad_loss, rng)
         if trace is None and fading is None and loss is None:
             return None
-        attrs = self.topology.link(u, v)
         return LinkProfile(
             attrs["bandwidth_mbps"] * 1e6,
             attrs["latency_ms"] / 1e3,
