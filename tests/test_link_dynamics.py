@@ -37,6 +37,9 @@ class Every:
     def schedule(self, u: str, v: str, attrs: object = None) -> object:
         return self._schedule
 
+    def medium(self, u: str, v: str) -> None:
+        return None
+
 
 def profile(
     steps_mbps: list[tuple[float, float]], latency_ms: float = 0.0, **kw: object
@@ -108,9 +111,10 @@ def test_fluid_5mb_across_a_step_ends_when_the_rate_integral_reaches_its_bits() 
         [(0.0, 5_000_000)],
         Every(profile([(0.0, 10), (1.0, 1)], latency_ms=10)),
     )
-    # 9.9 Mbit at 10 Mbps from t = 10 ms to 1 s, the other 30.1 Mbit at 1 Mbps.
-    assert end == pytest.approx(integral_end(lat, 40e6, steps), rel=1e-12)
-    assert end == pytest.approx(31.1, rel=1e-12)
+    # The sender puts 10 Mbit on the link at 10 Mbps until the step at 1 s, then 30 Mbit at
+    # 1 Mbps; the last bit arrives one latency after it left.
+    assert end == pytest.approx(integral_end(0.0, 40e6, steps) + lat, rel=1e-12)
+    assert end == pytest.approx(31.01, rel=1e-12)
     assert net.link_changes_applied == 2  # the link each way (acknowledgements come back)
 
 
@@ -118,7 +122,8 @@ def test_tcp_5mb_across_a_step_is_the_rate_integral_plus_its_ramp() -> None:
     lat = 0.010
     size = 5_000_000
     for mbps in (10, 100):
-        steps = [(0.0, mbps * MBPS), (1.0, mbps / 10 * MBPS)]
+        # As the flow sees it: the step reaches its bits one latency after it happens.
+        steps = [(0.0, mbps * MBPS), (1.0 + lat, mbps / 10 * MBPS)]
         (end,), _ = send(
             one_link(latency_ms=10),
             TcpTransport(connections="per_message"),
@@ -277,54 +282,50 @@ def stepped_tcp_end(
 @settings(max_examples=60, deadline=None)
 @given(
     size_packets=st.integers(20, 3000),
-    latencies_ms=st.lists(st.floats(1.0, 50.0), min_size=2, max_size=5),
+    latency_ms=st.floats(1.0, 50.0),
     rates_mbps=st.lists(st.floats(1.0, 50.0), min_size=2, max_size=5),
     gaps_ms=st.lists(st.floats(5.0, 400.0), min_size=4, max_size=4),
 )
-def test_tcp_slow_start_across_link_steps_matches_stepping_its_rounds(
-    size_packets: int, latencies_ms: list[float], rates_mbps: list[float], gaps_ms: list[float]
+def test_tcp_slow_start_across_rate_steps_matches_stepping_its_rounds(
+    size_packets: int, latency_ms: float, rates_mbps: list[float], gaps_ms: list[float]
 ) -> None:
-    """The flow network with link changes (rate and latency) applied as they happen, the ramp
-    re-based to each new round trip, ends a transfer exactly where stepping its rounds does."""
+    """The flow network with rate changes applied as they reach the flow (one latency after
+    they happen), the ramp re-based to each new round trip, ends a transfer exactly where
+    stepping its rounds does."""
+    lat = latency_ms / 1e3
     size = size_packets * MSS
-    n = max(len(rates_mbps), len(latencies_ms))
-    times, t = [], 0.0
-    for i in range(n):
-        times.append(t)
+    steps, t = [], 0.0
+    for i, r in enumerate(rates_mbps):
+        steps.append((t, r))
         t += gaps_ms[i % len(gaps_ms)] / 1e3
-    rate_steps = Steps(times, [rates_mbps[i % len(rates_mbps)] * MBPS for i in range(n)])
-    latency_steps = Steps(times, [latencies_ms[i % len(latencies_ms)] / 1e3 for i in range(n)])
-
-    class Profile:
-        def state_at(self, t: float) -> LinkState:
-            rate, until = rate_steps.value_at(t)
-            lat, _ = latency_steps.value_at(t)
-            return LinkState(rate, lat, 0.0, until)
-
     (end,), _ = send(
-        one_link(latency_ms=latencies_ms[0]),
+        one_link(latency_ms=latency_ms),
         TcpTransport(connections="per_message"),
         [(0.0, size)],
-        Every(Profile()),
+        Every(profile(steps, latency_ms=latency_ms)),
     )
-    lat0, r0 = latencies_ms[0] / 1e3, rates_mbps[0] * MBPS
-    t0 = 2 * lat0 + 2 * CONTROL / r0 + lat0  # handshake and latency as at the first instant
-
-    def rtt_at(t: float) -> float:
-        return 2 * latency_steps.value_at(t)[0] + (PACKET + CONTROL) / rate_steps.value_at(t)[0]
-
-    rates = list(zip(rate_steps.times, rate_steps.values, strict=True))
-    expected = stepped_tcp_end(t0, 10 * PACKET, wire_bits(size) + CONTROL, rates, None, rtt_at)
+    t0 = 2 * lat + 2 * CONTROL / (rates_mbps[0] * MBPS) + lat  # handshake, then the latency
+    seen = [(0.0 if i == 0 else s + lat, r * MBPS) for i, (s, r) in enumerate(steps)]
+    expected = stepped_tcp_end(
+        t0,
+        10 * PACKET,
+        wire_bits(size) + CONTROL,
+        seen,
+        lambda r: 2 * lat + (PACKET + CONTROL) / r,
+    )
     assert end == pytest.approx(expected, rel=1e-9)
 
 
 def test_latency_step_during_slow_start_keeps_the_round_under_way() -> None:
-    # 100 Mbps, 10 ms one way; at 30 ms, while the data propagates (it starts at 30.01 ms, after
-    # the 20 ms handshake and 10 ms of latency), the latency becomes 40 ms: every round lasts the
-    # new 80 ms round trip. The path then holds 660 packets, far more than the windows.
+    # 100 Mbps, 10 ms one way: the data starts at t0 = 20 ms of handshake + 10 ms, rounds last
+    # R = 20.13 ms. At 45 ms the latency becomes 40 ms; bits that enter then arrive 40 ms later,
+    # so the flow meets the new round trip at 85 ms, in round 2 (70.3 - 90.4 ms): that round
+    # ends when it would have, and round 3 lasts the new 80.13 ms. Windows of 10, 20, 40, 80
+    # packets, then the last 50 in round 4's burst. The path holds 166 packets at the old
+    # round trip and 660 at the new one: every round is window-limited.
     bps = 100 * MBPS
-    size = 60 * MSS  # rounds of 10, 20, 30 packets
-    latency = Steps([0.0, 0.030], [0.010, 0.040])
+    size = 200 * MSS
+    latency = Steps([0.0, 0.045], [0.010, 0.040])
 
     class Profile:
         def state_at(self, t: float) -> LinkState:
@@ -334,11 +335,12 @@ def test_latency_step_during_slow_start_keeps_the_round_under_way() -> None:
     (end,), _ = send(
         one_link(100, 10), TcpTransport(connections="per_message"), [(0.0, size)], Every(Profile())
     )
-    handshake = 0.020 + 2 * CONTROL / bps
-    t0 = handshake + 0.010
+    t0 = 0.020 + 2 * CONTROL / bps + 0.010
+    rtt_old = 0.020 + (PACKET + CONTROL) / bps
     rtt_new = 0.080 + (PACKET + CONTROL) / bps
-    last = wire_bits(size) + CONTROL - 30 * PACKET
-    expected = t0 + 2 * rtt_new + last / bps
+    assert t0 + 2 * rtt_old < 0.085 < t0 + 3 * rtt_old  # the change meets round 2
+    last = wire_bits(size) + CONTROL - 150 * PACKET
+    expected = t0 + 3 * rtt_old + rtt_new + last / bps
     assert end == pytest.approx(expected, rel=1e-12)
 
 

@@ -246,6 +246,9 @@ class SharedSchedule:
     def schedule(self, u: str, v: str, attrs: Mapping[str, Any] | None = None) -> LinkProfile:
         return self._schedule
 
+    def medium(self, u: str, v: str) -> None:
+        return None  # a wired link shares nothing in time
+
 
 def link_schedule(case: Case) -> LinkProfile | None:
     """The case's link as a schedule: capacity following `rate_steps`, the case's latency and

@@ -78,9 +78,28 @@ class LinkSchedule(Protocol):
 
 class LinkDynamics(Protocol):
     """Which links change: the schedule of the directed link u -> v (whose fixed numbers are
-    `attrs`: bandwidth_mbps, latency_ms, loss_rate), or None for a fixed one."""
+    `attrs`: bandwidth_mbps, latency_ms, loss_rate), or None for a fixed one; and the medium a
+    changing link shares in time with others (a cell's spectrum in one direction), or None."""
 
     def schedule(self, u: str, v: str, attrs: Mapping[str, Any]) -> LinkSchedule | None: ...
+
+    def medium(self, u: str, v: str) -> Any: ...
+
+
+class _Medium:
+    """A resource links share in time (a cell's spectrum in one direction): each of its links
+    that carries flows gets an equal share of the time, so its capacity is its schedule's
+    (`nominal_bps`, with the whole medium) over the number of such links."""
+
+    __slots__ = ("busy",)
+
+    def __init__(self) -> None:
+        self.busy: dict[_Link, None] = {}  # member links carrying flows (an ordered set)
+
+    def share(self, link: _Link) -> int:
+        """How many links share the medium once `link` carries flows."""
+        n = len(self.busy)
+        return n if link in self.busy else n + 1
 
 
 class _Event:
@@ -117,6 +136,8 @@ class _Link:
         "latency_s",
         "loss",
         "mark",
+        "medium",
+        "nominal_bps",
         "pos",
         "residual_bps",
         "routes",
@@ -166,6 +187,8 @@ class _Link:
         self.timer_at = math.inf
         self.timer_token = 0
         self.users = 0
+        self.medium: _Medium | None = None  # what it shares in time, if anything
+        self.nominal_bps = capacity_bps  # its schedule's capacity, before the medium's share
 
 
 class _Route:
@@ -429,6 +452,7 @@ class FlowNetwork:
         self._blocked: dict[str, float] = {}
         self._rerouted: dict[_Event, _Route] = {}
         self.flows_rerouted = 0
+        self._media: dict[Any, _Medium] = {}
 
     # ---------------------------------------------------------------- public
 
@@ -546,6 +570,16 @@ class FlowNetwork:
             link = _Link(
                 len(self._link_list), attrs["bandwidth_mbps"] * BITS_PER_MEGABIT, u, v, schedule
             )
+            if schedule is not None:
+                assert self.dynamics is not None
+                link.latency_s = attrs["latency_ms"] / 1e3
+                link.loss = attrs.get("loss_rate", 0.0)
+                key = self.dynamics.medium(u, v)
+                if key is not None:
+                    medium = self._media.get(key)
+                    if medium is None:
+                        medium = self._media[key] = _Medium()
+                    link.medium = medium
             self._links[(u, v)] = link
             self._link_list.append(link)
         return link
@@ -603,20 +637,33 @@ class FlowNetwork:
 
     def _read_state(self, link: _Link, now: float) -> None:
         """Set a changing link to its schedule's state at `now` (no flow is told: see
-        `_update_link`); its `state_version` moves when anything changed."""
+        `_update_link`); its `state_version` moves when anything changed.
+
+        A schedule says what the link is for the bits that enter it at a time (a sender's
+        device sends at its new rate from the change on). A flow here transmits after its
+        path's latency, on the timeline of its bits' arrival; so the link that flows see at
+        `now` is the schedule's at `now` minus the link's latency, and changes reach them one
+        latency after they happen."""
         schedule = link.schedule
         assert schedule is not None
-        state = schedule.state_at(now)
+        lag = link.latency_s
+        state = schedule.state_at(now - lag)
+        if state.latency_s != lag:  # the latency itself changed: read with the new one
+            lag = state.latency_s
+            state = schedule.state_at(now - lag)
+        capacity = link.nominal_bps = state.capacity_bps
+        if link.medium is not None:
+            capacity /= link.medium.share(link)
         if (
-            state.capacity_bps != link.capacity_bps
+            capacity != link.capacity_bps
             or state.latency_s != link.latency_s
             or state.loss != link.loss
         ):
-            link.capacity_bps = state.capacity_bps
+            link.capacity_bps = capacity
             link.latency_s = state.latency_s
             link.loss = state.loss
             link.state_version += 1
-        link.until_s = state.until_s
+        link.until_s = state.until_s + lag
 
     def _sync_route(self, route: _Route, now: float) -> None:
         """Bring a route's changing links to `now` and, if any changed, its constants; the flows
@@ -635,19 +682,43 @@ class FlowNetwork:
         old_version = link.state_version
         self._read_state(link, now)
         if link.state_version != old_version:
-            seeds = self._pending_seeds()
-            flows = link.flows
             if link.users:
                 self.link_changes_applied += 1
-                if link.capacity_bps != old_capacity:
-                    if len(flows) == 1:  # its own link: the capacity is part of its class's cap
-                        self._reclassify(next(iter(flows.values())), now, seeds)
-                    else:
-                        seeds.extend(link.classes)
-            for route in link.routes:
-                if route.flows:  # the others are brought up to date when next used
-                    self._retime_route(route, now, seeds)
+            self._link_moved(link, old_capacity, now, self._pending_seeds())
         self._arm_link(link, now)
+
+    def _link_moved(
+        self, link: _Link, old_capacity: float, now: float, seeds: list[_Class]
+    ) -> None:
+        """A link's state changed: its flows' shares where its capacity moved, and the bounds
+        of the flows on routes whose constants depend on it."""
+        flows = link.flows
+        if flows and link.capacity_bps != old_capacity:
+            if len(flows) == 1:  # its own link: the capacity is part of its class's cap
+                self._reclassify(next(iter(flows.values())), now, seeds)
+            else:
+                seeds.extend(link.classes)
+        for route in link.routes:
+            if route.flows:  # the others are brought up to date when next used
+                self._retime_route(route, now, seeds)
+
+    def _busy(self, link: _Link, busy: bool, now: float) -> None:
+        """A link of a medium starts or stops carrying flows: every busy member's share moves."""
+        medium = link.medium
+        assert medium is not None
+        if busy:
+            medium.busy[link] = None
+        else:
+            del medium.busy[link]
+        n = len(medium.busy)
+        seeds = self._pending_seeds()
+        for member in list(medium.busy):
+            capacity = member.nominal_bps / n
+            if capacity != member.capacity_bps:
+                old = member.capacity_bps
+                member.capacity_bps = capacity
+                member.state_version += 1
+                self._link_moved(member, old, now, seeds)
 
     def _retime_route(self, route: _Route, now: float, seeds: list[_Class]) -> None:
         self._set_constants(route)
@@ -787,6 +858,9 @@ class FlowNetwork:
             for link in route.watch:
                 link.users += 1
                 self._arm_link(link, now)
+            for link in route.links:
+                if link.medium is not None and link not in link.medium.busy:
+                    self._busy(link, True, now)
 
     def _on_wake(self, event: _Event) -> None:
         token, target = event._value
@@ -871,6 +945,11 @@ class FlowNetwork:
                 del route.flows[fid]
                 for link in route.watch:
                     link.users -= 1
+        for flow in finished:
+            if flow.route.watch:  # links of a medium left idle give their time to the others
+                for link in flow.links:
+                    if link.medium is not None and not link.flows and link in link.medium.busy:
+                        self._busy(link, False, now)
         # Flows left alone on a link stop sharing it; neighbours on the freed links may speed up.
         moved: dict[int, _Flow] | None = None
         for flow in finished:
@@ -1008,6 +1087,9 @@ class FlowNetwork:
             del route.flows[fid]
             for link in route.watch:
                 link.users -= 1
+            for link in flow.links:
+                if link.medium is not None and not link.flows and link in link.medium.busy:
+                    self._busy(link, False, now)
         self._n_active -= 1
         return remaining if remaining > 0.0 else 0.0
 
