@@ -21,6 +21,7 @@ from nmoe_sim.data.catalog import DATASETS
 from nmoe_sim.methods import ALL_METHODS, PAPER_METHODS, parse_nmoe
 from nmoe_sim.network.dynamics.schema import DynamicsConfig
 from nmoe_sim.network.mobility.schema import MobilityConfig
+from nmoe_sim.network.radio.schema import RadioConfig
 from nmoe_sim.network.transports import tcp
 from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 from nmoe_sim.strict import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
@@ -341,6 +342,7 @@ class NetworkConfig(_Strict):
     tcp: TcpConfig = TcpConfig()
     dynamics: DynamicsConfig = DynamicsConfig()
     mobility: MobilityConfig = MobilityConfig()
+    radio: RadioConfig = RadioConfig()
 
     @property
     def access_mbps(self) -> tuple[float, float]:
@@ -375,6 +377,7 @@ class NetworkConfig(_Strict):
             "tcp",
             "dynamics",
             "mobility",
+            "radio",
         ),
         "mec": (
             "bandwidth_mbps",
@@ -391,6 +394,7 @@ class NetworkConfig(_Strict):
             "tcp",
             "dynamics",
             "mobility",
+            "radio",
         ),
         "random_geometric": (
             "bandwidth_mbps",
@@ -401,7 +405,7 @@ class NetworkConfig(_Strict):
             "tcp",
             "dynamics",
         ),
-        "file": ("transport", "tcp", "dynamics", "mobility"),
+        "file": ("transport", "tcp", "dynamics", "mobility", "radio"),
     }
 
     def _refuse_dead_keys(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from nmoe_sim.network.mobility.attachment import Mobility
 from nmoe_sim.network.mobility.layout import LayoutError
 from nmoe_sim.network.mobility.models.trace import PositionTraceError
 from nmoe_sim.network.mobility.moving import MovingNetwork
+from nmoe_sim.network.mobility.pathloss import PATH_LOSS, macro
 from nmoe_sim.network.neighbours import GraphNeighbours, GroupNeighbours, Neighbours
+from nmoe_sim.network.radio.rates import Radio
 from nmoe_sim.network.topology import (
     Topology,
     TopologyError,
@@ -192,11 +194,15 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         return neighbours
 
     identity = all(k == v for k, v in names.items())
+    mobility = _mobility(cfg, topology, seed, nodes)
+    radio = None
+    if cfg.radio.enabled:
+        assert mobility is not None  # the radio model places clients on the layout
+        radio = Radio(cfg.radio, mobility, seed)
     try:
-        changes = build_link_changes(cfg.dynamics, topology, seed)
+        changes = build_link_changes(cfg.dynamics, topology, seed, radio)
     except ValueError as err:
         raise ScenarioError(str(err)) from None
-    mobility = _mobility(cfg, topology, seed, nodes)
     moves = mobility is not None and mobility.hands_over
     d2d = None
     if cfg.topology == "mec" and cfg.d2d_mbps is not None:  # generated d2d links follow the cell
@@ -225,10 +231,13 @@ def _mobility(
 ) -> Mobility | None:
     """The run's clients in motion, where the scenario moves them; every problem of the layout or
     of a position trace as a ScenarioError naming the key."""
-    if not cfg.mobility.moves:
+    if not cfg.mobility.moves and not cfg.radio.enabled:
         return None
+    # Clients attach to the base station they hear best: by the radio model's path loss
+    # where it is on.
+    loss = partial(PATH_LOSS[cfg.radio.path_loss], frequency_ghz=cfg.radio.frequency_ghz)
     try:
-        return Mobility(cfg.mobility, topology, seed, nodes)
+        return Mobility(cfg.mobility, topology, seed, nodes, loss if cfg.radio.enabled else macro)
     except LayoutError as err:
         raise ScenarioError(f"network.mobility: {err}") from None
     except PositionTraceError as err:

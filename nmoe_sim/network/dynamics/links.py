@@ -21,6 +21,7 @@ from nmoe_sim.network.dynamics.schema import DynamicsConfig, LinkChangesConfig
 from nmoe_sim.network.dynamics.synthetic import GilbertElliott, LognormalFading
 from nmoe_sim.network.dynamics.traces import Trace, read_trace
 from nmoe_sim.network.flows import LinkState
+from nmoe_sim.network.radio.rates import Radio
 from nmoe_sim.network.topology import Topology
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.strict import MIN_MBPS
@@ -110,10 +111,12 @@ class LinkChanges:
         topology: Topology,
         seed: int,
         read: Callable[[str, LinkChangesConfig], Trace] | None = None,
+        radio: Radio | None = None,
     ) -> None:
         self.cfg = cfg
         self.topology = topology
         self.seed = seed
+        self.radio = radio
         self._read = read or _TraceCache().read
         self._single = {(c.a, c.b): c for c in cfg.links}
         self._profiles: dict[tuple[str, str], LinkProfile | None] = {}
@@ -127,6 +130,16 @@ class LinkChanges:
         if key not in self._profiles:
             self._profiles[key] = self._profile(u, v, attrs or self.topology.link(u, v))
         return self._profiles[key]
+
+    def medium(self, u: str, v: str) -> tuple[str, str] | None:
+        """The cell spectrum an access link shares in time (radio links only)."""
+        if self.radio is None:
+            return None
+        role = link_role(self.topology, u, v)
+        if role.kind != "access":
+            return None
+        station = v if role.direction == "up" else u
+        return self.radio.medium(station, role.direction)
 
     def _targets(self, u: str, v: str, role: LinkRole) -> list[tuple[LinkChangesConfig, str]]:
         """The targets that may set something on u -> v, most specific first, each with the
@@ -163,13 +176,17 @@ class LinkChanges:
                 g = target.gilbert_elliott
                 rng = numpy_rng(self.seed, "dynamics", "loss", u, v)
                 loss = GilbertElliott(g.good_s, g.bad_s, g.good_loss, g.bad_loss, rng)
-        if trace is None and fading is None and loss is None:
+        capacity: StepSource | None = None if trace is None else trace.capacity_bps
+        if self.radio is not None and role.kind == "access":
+            station = v if role.direction == "up" else u
+            capacity = self.radio.rate(role.anchor, station, role.direction)
+        if capacity is None and fading is None and loss is None:
             return None
         return LinkProfile(
             attrs["bandwidth_mbps"] * 1e6,
             attrs["latency_ms"] / 1e3,
             attrs.get("loss_rate", 0.0),
-            capacity=None if trace is None else trace.capacity_bps,
+            capacity=capacity,
             latency=None if trace is None else trace.latency_s,
             loss=loss if loss is not None else (None if trace is None else trace.loss),
             factor=fading,
@@ -196,10 +213,19 @@ class DynamicsError(ValueError):
     """Dynamics that cannot apply to this topology; the message names the key."""
 
 
-def build_link_changes(cfg: DynamicsConfig, topology: Topology, seed: int) -> LinkChanges | None:
+def build_link_changes(
+    cfg: DynamicsConfig, topology: Topology, seed: int, radio: Radio | None = None
+) -> LinkChanges | None:
     """The run's changing links, every trace read and every target checked against the
     topology (raises `TraceError` or `DynamicsError` naming the key); None when nothing changes."""
-    if not cfg.enabled:
+    if radio is not None:
+        for where, _, _target in cfg.files():
+            if where.startswith(("network.dynamics.access.", "network.dynamics.device_classes.")):
+                raise DynamicsError(
+                    f"{where}: the radio model (network.radio) sets the access links' rates; "
+                    "drop the trace or turn the radio model off"
+                )
+    if not cfg.enabled and radio is None:
         return None
     cache = _TraceCache()
     for where, file, target in cfg.files():
@@ -232,4 +258,4 @@ def build_link_changes(cfg: DynamicsConfig, topology: Topology, seed: int) -> Li
             raise DynamicsError(
                 f"network.dynamics.links[{i}]: no link {single.a!r} - {single.b!r} in the topology"
             )
-    return LinkChanges(cfg, topology, seed, cache.read)
+    return LinkChanges(cfg, topology, seed, cache.read, radio)
