@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.build import NetworkSetup, build_network
 from nmoe_sim.network.devices import DeviceProfile
+from nmoe_sim.network.events import handover_events, link_states
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.finished import Finished
@@ -32,6 +33,8 @@ from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.output import check_output_dir, default_run_dir
 from nmoe_sim.telemetry.progress import RunProgress
+from nmoe_sim.telemetry.records import Recorder
+from nmoe_sim.telemetry.schema import LinkStateRecord
 from nmoe_sim.telemetry.summary import DatasetInfo, MethodSummary, PerClient, RunSummary
 from nmoe_sim.telemetry.writer import write_run
 
@@ -253,7 +256,8 @@ def _run(
             results = run_methods(ctx, finished)
     finally:
         backend.close()
-    summary = build_summary(scenario, dataset, results, finished.wall_s())
+    handovers = record_network_events(network, recorder, results)
+    summary = build_summary(scenario, dataset, results, finished.wall_s(), handovers)
     assert finished.checkpoint is not None
     write_run(
         out_dir,
@@ -266,6 +270,7 @@ def _run(
         },
         plots=scenario.output.plots,
         staging=finished.checkpoint.staging,
+        extra=link_table(network, results, console),
     )
     return summary
 
@@ -306,10 +311,58 @@ def run_methods(ctx: RunContext, finished: Finished | None = None) -> dict[str, 
     return results
 
 
+def method_end_s(result: MethodResult) -> float:
+    """The end of a method's simulated span: its training, or its serving where later."""
+    end = result.log.sim_time_s
+    served = result.inference
+    if served is not None:
+        end = max(end, served.t_start_s + served.sim_time_s)
+    return end
+
+
+def record_network_events(
+    network: NetworkSetup, recorder: Recorder, results: dict[str, MethodResult]
+) -> dict[str, int]:
+    """Each method's handovers (events.csv rows) within its span; empty where nothing moves."""
+    counts: dict[str, int] = {}
+    for name, result in results.items():
+        events = handover_events(network.mobility, method_end_s(result))
+        if events is not None:
+            recorder.record_events(name, events)
+            counts[name] = len(events)
+    return counts
+
+
+def link_table(
+    network: NetworkSetup, results: dict[str, MethodResult], console: Any
+) -> dict[str, pd.DataFrame]:
+    """links.csv where links change: every changing link's states over the run's span."""
+    if network.link_changes is None:
+        return {}
+    end = max((method_end_s(r) for r in results.values()), default=0.0)
+    rows, cut = link_states(network.link_changes, network.mobility, end)
+    if cut and console is not None:
+        console.print(
+            f"links.csv: cut at {len(rows):,} rows (every changing link's steps over {end:g} s "
+            "of simulated time would be more)",
+            highlight=False,
+        )
+    return {
+        "links.csv": pd.DataFrame(
+            [asdict(r) for r in rows], columns=[f.name for f in fields(LinkStateRecord)]
+        )
+    }
+
+
 def build_summary(
-    scenario: Scenario, dataset: ImageDataset, results: dict[str, MethodResult], wall_s: float
+    scenario: Scenario,
+    dataset: ImageDataset,
+    results: dict[str, MethodResult],
+    wall_s: float,
+    handovers: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """summary.json's object: the run's `RunSummary`, as JSON."""
+    handovers = handovers or {}
     methods: dict[str, MethodSummary] = {}
     for name in scenario.methods:  # in the scenario's order
         r = results[name]
@@ -326,6 +379,7 @@ def build_summary(
                 accuracy_local=r.scores.local_per_client,
             ),
             inference=r.inference,
+            handovers=handovers.get(name),
         )
     return RunSummary(
         scenario=scenario.name,

@@ -168,7 +168,7 @@ def sweep_rows(points: Sequence[SweepPoint], outcomes: Sequence[PointOutcome]) -
                     "point": point.name,
                     **point.settings,
                     "method": method,
-                    **{f: getattr(m, f) for f in FIGURES},
+                    **{f: getattr(m, f) for f in FIGURES if getattr(m, f) is not None},
                     **(
                         {f"inference_{f}": getattr(served, f) for f in INFERENCE_FIGURES}
                         if served is not None

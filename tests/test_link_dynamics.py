@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 
+import numpy as np
 import pytest
 import simpy
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from nmoe_sim.network.dynamics.links import LinkProfile
 from nmoe_sim.network.dynamics.steps import Steps
+from nmoe_sim.network.dynamics.synthetic import LognormalFading
 from nmoe_sim.network.dynamics.traces import read_mahimahi_lines
 from nmoe_sim.network.flows import FlowNetwork, LinkState
 from nmoe_sim.network.topology import Topology, load_topology
@@ -458,3 +460,23 @@ def test_messages_to_a_client_in_handover_wait_for_it_and_take_the_new_path() ->
     # Sent just before it, still propagating (30 ms to c0): starts over bs1 once it is over.
     assert path_prop == ("c1", "bs1", "c0")
     assert t_prop == pytest.approx(0.35 + 0.008, rel=1e-12)
+
+
+def test_a_link_timer_always_moves_on_whatever_the_rounding() -> None:
+    # Fading steps every 0.1 s, read 3 ms late (the link's latency): (k * 0.1 + 0.003) - 0.003
+    # rounds below k * 0.1 for many k. Each step is read about once, not again and again at one
+    # instant.
+    calls = []
+    fading = LognormalFading(0.5, 1.0, 0.1, np.random.default_rng(0))
+
+    class Counted:
+        def state_at(self, t: float) -> LinkState:
+            calls.append(t)
+            if len(calls) > 10_000:
+                raise AssertionError(f"the link's timer is stuck at t = {t}")
+            factor, until = fading.value_at(t)
+            return LinkState(2 * MBPS * factor, 0.003, 0.0, until)
+
+    (end,), _ = send(one_link(latency_ms=3), FluidTransport(), [(0.0, 2_500_000)], Every(Counted()))
+    steps = math.ceil(end / 0.1)
+    assert len(calls) <= 2 * steps + 4

@@ -647,10 +647,10 @@ class FlowNetwork:
         schedule = link.schedule
         assert schedule is not None
         lag = link.latency_s
-        state = schedule.state_at(now - lag)
+        state = _seen_at(schedule, now, lag)
         if state.latency_s != lag:  # the latency itself changed: read with the new one
             lag = state.latency_s
-            state = schedule.state_at(now - lag)
+            state = _seen_at(schedule, now, lag)
         capacity = link.nominal_bps = state.capacity_bps
         if link.medium is not None:
             capacity /= link.medium.share(link)
@@ -1360,6 +1360,16 @@ class FlowNetwork:
         else:
             _water_fill(comp, comp_links)
         return comp
+
+
+def _seen_at(schedule: LinkSchedule, now: float, lag: float) -> LinkState:
+    """The schedule's state that flows meet at `now` on a link of latency `lag`: the state at
+    now - lag, read on to the next step where rounding in now - lag lands just before a step
+    the flows have reached (its end would be now, and the link's timer would never move on)."""
+    state = schedule.state_at(now - lag)
+    while state.until_s + lag <= now:
+        state = schedule.state_at(state.until_s)
+    return state
 
 
 def _versions(links: tuple[_Link, ...]) -> int:

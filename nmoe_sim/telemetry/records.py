@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nmoe_sim.telemetry.schema import (
+    EventRecord,
     MetricRecord,
     QueryRecord,
     RoundRecord,
@@ -104,6 +105,7 @@ class Recorder:
         self.serving_logs: dict[str, MethodLog] = {}
         self.metrics: list[tuple[str, MetricRecord]] = []  # in the order they were taken
         self.queries: list[tuple[str, QueryRecord]] = []
+        self.events: dict[str, list[EventRecord]] | None = None  # None: no network events kept
 
     def method(self, name: str, parent: MethodLog | None = None) -> MethodLog:
         log = MethodLog(name, parent)
@@ -117,6 +119,12 @@ class Recorder:
 
     def record_queries(self, method: str, records: list[QueryRecord]) -> None:
         self.queries += [(method, r) for r in records]
+
+    def record_events(self, method: str, records: list[EventRecord]) -> None:
+        """The network's events within a method's span (written once all methods ran)."""
+        if self.events is None:
+            self.events = {}
+        self.events[method] = records
 
     def _all_logs(self) -> list[MethodLog]:
         return [*self.logs.values(), *self.serving_logs.values()]
@@ -191,4 +199,8 @@ class Recorder:
         }
         if self.queries:
             out["inference.csv"] = self.inference_rows()
+        if self.events is not None:
+            out["events.csv"] = [
+                row(method, r) for method in sorted(self.events) for r in self.events[method]
+            ]
         return out

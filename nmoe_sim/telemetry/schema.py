@@ -111,6 +111,32 @@ class QueryRecord:
     deadline_missed: bool
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """Something the network did at a time (events.csv), within the method's simulated span.
+    `kind` "handover": client `node` moved from base station `source` to `target`."""
+
+    t_s: float
+    kind: str
+    node: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class LinkStateRecord:
+    """A changing link's state from `t_s` on (links.csv, one table for the run: every method
+    meets the same links at the same simulated times). `link` is "u>v"; a client's access link
+    is listed while the client is attached to that base station. The state holds for the bits
+    that enter the link from `t_s` on (flows transmitting meet it one link latency later)."""
+
+    link: str
+    t_s: float
+    bandwidth_mbps: float
+    latency_ms: float
+    loss: float
+
+
 # Every CSV of a run with its row type: the writer writes these, the report reads them.
 RUN_TABLES: dict[str, type] = {
     "metrics.csv": MetricRecord,
@@ -119,6 +145,7 @@ RUN_TABLES: dict[str, type] = {
     "updates.csv": UpdateRecord,
     "rounds.csv": RoundRecord,
     "inference.csv": QueryRecord,  # only where a method served queries
+    "events.csv": EventRecord,  # only where clients move among base stations
 }
 
 

@@ -88,11 +88,15 @@ class MethodSummary:
     updates: UpdateCounts
     per_client: PerClient
     inference: InferenceSummary | None = None  # absent from the JSON where nothing was served
+    # Handovers within the method's simulated span (its events.csv rows); absent where clients
+    # do not move among base stations.
+    handovers: int | None = field(default=None, metadata=SWEPT)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.inference is None:
-            del out["inference"]
+        for key in ("inference", "handovers"):
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod

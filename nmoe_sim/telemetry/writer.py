@@ -46,6 +46,7 @@ def write_run(
     heatmaps: dict[str, np.ndarray],
     plots: bool,
     staging: Path | None = None,
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write the run directory via `staging` (default: a hidden folder beside it), renamed into
     place once every file is written."""
@@ -64,6 +65,8 @@ def write_run(
             if name == "trace.csv":
                 table.to_parquet(staging / "trace.parquet", index=False)
         partition.to_csv(staging / "partition.csv", index=False)
+        for name, table in (extra or {}).items():  # run-level tables (links.csv)
+            table.to_csv(staging / name, index=False)
         if heatmaps:
             folder = staging / "heatmaps"
             folder.mkdir()

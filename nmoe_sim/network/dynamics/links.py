@@ -131,6 +131,10 @@ class LinkChanges:
             self._profiles[key] = self._profile(u, v, attrs or self.topology.link(u, v))
         return self._profiles[key]
 
+    def used(self) -> dict[tuple[str, str], LinkProfile]:
+        """The changing links some world has used so far, with their schedules."""
+        return {k: p for k, p in self._profiles.items() if p is not None}
+
     def medium(self, u: str, v: str) -> tuple[str, str] | None:
         """The cell spectrum an access link shares in time (radio links only)."""
         if self.radio is None:
