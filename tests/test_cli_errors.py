@@ -114,7 +114,7 @@ def _scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
         pytest.param(
             BASE + "runtime: {max_actors: 4}\n",
             [],
-            ["runtime.max_actors: only used with runtime.backend: ray"],
+            ["runtime.max_actors: has no effect without runtime.backend: ray"],
             id="ray-key-without-ray",
         ),
         pytest.param(

@@ -238,8 +238,8 @@ def test_tcp_headers_must_leave_room_for_payload(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("topology", "expected"),
     [
-        ("ideal", "the ideal network has no links to lose packets on"),
-        ("topologies/single_cell.yaml", "a topology file sets loss_rate on each of its links"),
+        ("ideal", "has no effect on the ideal network (instantaneous transfers)"),
+        ("topologies/single_cell.yaml", "its links carry their own numbers"),
     ],
 )
 def test_network_loss_needs_generated_links(tmp_path: Path, topology: str, expected: str) -> None:

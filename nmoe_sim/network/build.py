@@ -27,6 +27,7 @@ from nmoe_sim.network.topology import (
     star,
 )
 from nmoe_sim.network.transports import Transport, by_name
+from nmoe_sim.problems import Severity
 from nmoe_sim.seeds import numpy_rng
 
 
@@ -156,8 +157,8 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         )
     try:
         topology = build_topology(cfg, num_clients, seed)
-    except TopologyError as exc:
-        raise ScenarioError(f"network.topology: {exc}") from None
+    except TopologyError as exc:  # a defect of the topology file (or of a generator's numbers)
+        raise ScenarioError(f"network.topology: {exc}", Severity.VALUE) from None
     if len(topology.clients) < num_clients:
         raise ScenarioError(
             f"network.topology: {len(topology.clients)} client nodes for clients.count="
