@@ -288,7 +288,8 @@ class DevicesConfig(_Strict):
     )
     classes_gflops: dict[str, float] = Field(
         default_factory=dict,
-        description="GFLOP/s per topology device class; clients of other classes use client_gflops",
+        description="GFLOP/s per topology device class, each 0.001..1e7; clients of other "
+        "classes use client_gflops",
     )
 
     @model_validator(mode="after")
@@ -648,10 +649,17 @@ class RuntimeConfig(_Strict):
     )
     dashboard: bool = Field(False, description="ray: start the dashboard with a local cluster")
 
+    _RAY_ONLY: ClassVar[tuple[str, ...]] = (
+        "gpus_per_client",
+        "max_actors",
+        "ray_address",
+        "dashboard",
+    )
+
     @model_validator(mode="after")
     def _ray_only_keys(self, info: ValidationInfo) -> RuntimeConfig:
         if self.backend != "ray":
-            for key in ("gpus_per_client", "max_actors", "ray_address", "dashboard"):
+            for key in self._RAY_ONLY:
                 if getattr(self, key) != type(self).model_fields[key].default:
                     no_effect(
                         info,

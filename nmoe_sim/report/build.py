@@ -346,12 +346,16 @@ def _staging(target: Path) -> Path:
 
 
 def _reason(exc: OSError) -> str:
-    """Why a folder cannot be written, naming the path that stands in the way."""
-    where = exc.filename or ""
-    for folder in (Path(where), *Path(where).parents):
+    """Why a folder cannot be written, naming the path that stands in the way (the folder, not
+    our hidden staging folder in it)."""
+    where = Path(exc.filename or "")
+    for folder in (where, *where.parents):
         if folder.exists() and not folder.is_dir():
             return f"{folder} is a file, not a folder"
-    return f"{exc.strerror or exc} ({where})" if where else str(exc.strerror or exc)
+    if where.name.startswith(".") and ".partial-" in where.name:
+        where = where.parent
+    why = exc.strerror or str(exc)
+    return f"{where} cannot be written ({why})" if str(where) not in ("", ".") else why
 
 
 def _put_in_place(staging: Path, target: Path) -> None:
