@@ -260,6 +260,7 @@ def report(
             # Imported here so `--help` stays fast (matplotlib, pandas).
             from nmoe_sim.report import ReportError, build_report
 
+            interrupt.reclaim_signals()  # should an import have taken SIGINT/SIGTERM
             try:
                 target = build_report(path, out_dir)
             except ReportError as exc:

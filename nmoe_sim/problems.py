@@ -41,10 +41,10 @@ class Problem:
 
 
 class Invalid(ValueError):
-    """A validator's refusal with its severity (untagged ones: CONFLICT from a model validator,
-    VALUE from a field validator)."""
+    """A validator's refusal with its severity (untagged ValueErrors: CONFLICT from a model
+    validator, VALUE from a field validator). The default keeps it picklable."""
 
-    def __init__(self, message: str, severity: Severity) -> None:
+    def __init__(self, message: str, severity: Severity = Severity.CONFLICT) -> None:
         super().__init__(message)
         self.severity = severity
 

@@ -193,6 +193,16 @@ def test_cli_notes_the_ignored_key_on_one_stderr_line() -> None:
     assert line.startswith("note: network.d2d_mbps (set in smoke.yaml) is ignored: no effect on")
 
 
+def test_a_grid_over_the_topology_ignores_the_files_keys_where_they_do_nothing() -> None:
+    from nmoe_sim.sweep import parse_grid, plan_sweep
+
+    notes: list[str] = []
+    points = plan_sweep(SMOKE, [parse_grid("network.topology=star,mec")], [], None, notes)
+    star, mec = (p.scenario.network for p in points)
+    assert (star.topology, star.d2d_mbps, mec.topology, mec.d2d_mbps) == ("star", None, "mec", 50)
+    assert len(notes) == 1 and notes[0].startswith("network.d2d_mbps (set in smoke.yaml) is ")
+
+
 def test_an_unset_d2d_link_makes_its_latency_inert(tmp_path: Path) -> None:
     """`--set network.d2d_mbps=null` is how a file's d2d links are dropped: their latency goes
     with them."""
