@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmoe_sim.config import TOPOLOGY_NAMES, Scenario, ScenarioError, collect_scenario, refusal
-from nmoe_sim.network.build import NetworkSetup, build_network
+from nmoe_sim.network import build
+from nmoe_sim.network.build import NetworkSetup
 from nmoe_sim.network.topology import TopologyError, load_topology
 from nmoe_sim.problems import Problem, Severity, leading_key
 
@@ -33,7 +34,7 @@ def check_scenario(
     network = None
     if sc is not None and source_ok:
         try:
-            network = build_network(sc.network, sc.clients.count, sc.seed)
+            network = build.build_network(sc.network, sc.clients.count, sc.seed)
         except ScenarioError as exc:
             problems.append(_built(exc))
     elif sc is None and source_ok and loaded.topology not in (None, *TOPOLOGY_NAMES):
