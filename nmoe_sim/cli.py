@@ -5,6 +5,10 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nmoe_sim.preflight import CheckedScenario
 
 
 def _interrupted_while_starting(signum: int, frame: FrameType | None) -> None:
@@ -32,9 +36,9 @@ from rich.markup import escape  # noqa: E402
 
 from nmoe_sim import interrupt  # noqa: E402
 from nmoe_sim.checkpoint import PROGRESS, checkpoint_dir  # noqa: E402
-from nmoe_sim.config import Scenario, ScenarioError, load_scenario  # noqa: E402
+from nmoe_sim.config import ScenarioError  # noqa: E402
 from nmoe_sim.interrupt import RunInterrupted, exit_code, interruptible  # noqa: E402
-from nmoe_sim.telemetry.output import OutputError, default_run_dir  # noqa: E402
+from nmoe_sim.telemetry.output import OutputError, default_run_dir, named_dir  # noqa: E402
 from nmoe_sim.telemetry.summary import RunSummary  # noqa: E402
 from nmoe_sim.telemetry.table import summary_table  # noqa: E402
 
@@ -133,30 +137,36 @@ def _run_errors(
         raise _fail(message, EXIT_FAILED) from None
 
 
-def _load(path: Path, overrides: list[str], seed: int | None) -> Scenario:
+def _load(path: Path, overrides: list[str], seed: int | None) -> CheckedScenario:
+    """The scenario and its network, checked as a whole (every problem at once, exit 2); file
+    keys an override made inert are named on stderr."""
+    from nmoe_sim.preflight import check_scenario
+
     try:
-        return load_scenario(path, overrides, seed)
+        checked = check_scenario(path, overrides, seed)
     except ScenarioError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    _notes(checked.notes)
+    return checked
+
+
+def _notes(notes: list[str]) -> None:
+    for line in dict.fromkeys(notes):  # once each, in order
+        err.print(f"note: {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def validate(scenario: Path = ScenarioArg, set_: list[str] = SetOpt, seed: int | None = SeedOpt):
     """Check a scenario (with overrides) against the schema and build its network; run nothing."""
-    from nmoe_sim.network.build import build_network
+    from nmoe_sim.network.build import describe
 
-    sc = _load(scenario, set_, seed)
-    try:
-        build_network(sc.network, sc.clients.count, sc.seed)
-    except ScenarioError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    net = sc.network
-    clock = (
-        "ideal network"
-        if net.topology == "ideal"
-        else f"{net.topology} network over {net.transport}"
+    checked = _load(scenario, set_, seed)
+    sc = checked.scenario
+    network = describe(sc.network, checked.network)
+    out.print(
+        f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients, {network})",
+        highlight=False,
     )
-    out.print(f"{scenario}: valid ({len(sc.methods)} methods, {sc.clients.count} clients, {clock})")
 
 
 @app.command()
@@ -169,8 +179,9 @@ def run(
     resume: bool = ResumeOpt,
 ):
     """Run every method of a scenario and write its run directory."""
-    sc = _load(scenario, [*set_, *_ray_overrides(ray_address)], seed)
-    target = out_dir or sc.output.dir or default_run_dir(sc.name)
+    checked = _load(scenario, [*set_, *_ray_overrides(ray_address)], seed)
+    sc = checked.scenario
+    target = named_dir(out_dir or sc.output.dir or default_run_dir(sc.name))
     options = _options(set_, seed, ray_address)
     again = resume_command("run", scenario, target, [*options, "--resume"])
 
@@ -181,7 +192,7 @@ def run(
         # Imported here so `validate` and `--help` stay fast (torch is heavy).
         from nmoe_sim.engine import run_scenario
 
-        summary = run_scenario(sc, target, err, resume=resume)
+        summary = run_scenario(sc, target, err, resume=resume, network=checked.network)
     out.print(summary_table(RunSummary.from_dict(summary)))
     out.print(f"run directory: {target}")
 
@@ -205,12 +216,14 @@ def sweep(
     A point that fails is recorded in sweep.csv (status, error) and the exit code is 1."""
     from nmoe_sim.sweep import parse_grid, plan_sweep, run_sweep
 
+    notes: list[str] = []
     try:
         axes = [parse_grid(g) for g in grid]
-        points = plan_sweep(scenario, axes, [*set_, *_ray_overrides(ray_address)], seed)
+        points = plan_sweep(scenario, axes, [*set_, *_ray_overrides(ray_address)], seed, notes)
     except ScenarioError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    target = out_dir or default_run_dir(f"sweep-{points[0].scenario.name}")
+    _notes(notes)
+    target = named_dir(out_dir or default_run_dir(f"sweep-{points[0].scenario.name}"))
     err.print(f"sweep: {len(points)} points into {target}")
     extra = [a for g in grid for a in ("--grid", g)] + _options(set_, seed, ray_address)
     extra += ["--jobs", str(jobs)] if jobs is not None else []
@@ -242,13 +255,17 @@ def report(
     ),
 ):
     """Write PNG figures, index.html and (for a run) timeline.json for a run or a sweep."""
-    # Imported here so `--help` stays fast (matplotlib, pandas).
-    from nmoe_sim.report import ReportError, build_report
-
+    # An interruption anywhere (the imports included) is reported as `run` reports it.
     try:
-        target = build_report(path, out_dir)
-    except ReportError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        with interruptible():
+            # Imported here so `--help` stays fast (matplotlib, pandas).
+            from nmoe_sim.report import ReportError, build_report
+
+            interrupt.reclaim_signals()  # should an import have taken SIGINT/SIGTERM
+            try:
+                target = build_report(path, out_dir)
+            except ReportError as exc:
+                raise _fail(str(exc), EXIT_BAD_INPUT) from None
     except KeyboardInterrupt as exc:
         _report("interrupted; no report written (an earlier one is kept)")
         raise typer.Exit(exit_code(exc)) from None

@@ -6,6 +6,7 @@ Validation happens before any work starts and reports every problem with its dot
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -13,6 +14,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -23,6 +25,18 @@ from nmoe_sim.network.dynamics.schema import DynamicsConfig
 from nmoe_sim.network.mobility.schema import MobilityConfig
 from nmoe_sim.network.radio.schema import RadioConfig
 from nmoe_sim.network.transports import tcp
+from nmoe_sim.problems import (
+    NO_EFFECT,
+    Invalid,
+    NoEffect,
+    Problem,
+    Severity,
+    is_moot,
+    leading_key,
+    no_effect,
+    ordered,
+    within,
+)
 from nmoe_sim.safe_yaml import YamlInputError, load_text, read_text
 from nmoe_sim.strict import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
 from nmoe_sim.strict import StrictModel as _Strict
@@ -31,10 +45,14 @@ from nmoe_sim.strict import StrictModel as _Strict
 class ScenarioError(Exception):
     """A scenario that cannot be run; the message names the key and what is allowed."""
 
+    def __init__(self, message: str, severity: Severity | None = None) -> None:
+        super().__init__(message)
+        self.severity = severity  # where the raiser knows it (see problems.py)
+
 
 class OptimConfig(_Strict):
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0, le=10)
+    lr: float = Field(0.05, ge=1e-8, le=10, description="learning rate, 1e-8..10")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty, at most 1")
     batch_size: int = Field(64, ge=1, le=65536)
@@ -75,14 +93,17 @@ class DatasetConfig(_Strict):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in DATASETS:
-            raise ValueError(f"dataset.name: unknown {name!r}; choose one of {', '.join(DATASETS)}")
+            raise Invalid(
+                f"dataset.name: unknown {name!r}; choose one of {', '.join(DATASETS)}",
+                Severity.UNKNOWN,
+            )
         return name
 
 
 class PartitionConfig(_Strict):
     scheme: Literal["iid", "dirichlet", "shards"] = "dirichlet"
     alpha: float = Field(
-        0.5, gt=0, le=1e6, description="Dirichlet concentration (scheme: dirichlet)"
+        0.5, ge=1e-3, le=1e6, description="Dirichlet concentration (scheme: dirichlet), 0.001..1e6"
     )
     classes_per_client: int = Field(
         2, ge=1, le=1000, description="shards per client (scheme: shards)"
@@ -213,14 +234,17 @@ class DevicesConfig(_Strict):
     )
     classes_gflops: dict[str, float] = Field(
         default_factory=dict,
-        description="GFLOP/s per topology device class; clients of other classes use client_gflops",
+        description="GFLOP/s per topology device class, each 0.001..1e7; clients of other "
+        "classes use client_gflops",
     )
 
     @model_validator(mode="after")
     def _positive_classes(self) -> DevicesConfig:
         bad = {k: v for k, v in self.classes_gflops.items() if not 1e-3 <= v <= 1e7}
         if bad:
-            raise ValueError(f"devices.classes_gflops: speeds must be in 0.001..1e7, got {bad}")
+            raise Invalid(
+                f"devices.classes_gflops: speeds must be in 0.001..1e7, got {bad}", Severity.VALUE
+            )
         return self
 
 
@@ -248,9 +272,9 @@ class StragglersConfig(_Strict):
     )
     online_fraction: float = Field(
         1.0,
-        gt=0,
+        ge=1e-3,
         le=1,
-        description="share of each period a client is online; a task ending "
+        description="share of each period a client is online, 0.001..1; a task ending "
         "while its client is offline is lost",
     )
 
@@ -276,7 +300,9 @@ class TcpConfig(_Strict):
     max_window_bytes: int = Field(
         tcp.MAX_WINDOW_BYTES, ge=1024, le=2**30, description="largest window (receive buffer)"
     )
-    min_rto_ms: float = Field(tcp.MIN_RTO_MS, ge=1, le=60_000, description="minimum RTO")
+    min_rto_ms: float = Field(
+        tcp.MIN_RTO_MS, ge=1, le=60_000, description="minimum RTO, 1..60000 ms"
+    )
     connections: Literal["persistent", "per_message"] = Field(
         "persistent",
         description="persistent: one connection per node pair, opened once; per_message: a "
@@ -300,37 +326,52 @@ class NetworkConfig(_Strict):
         "ideal", description="ideal | star | mec | random_geometric | path to a topology YAML"
     )
     bandwidth_mbps: float = Field(
-        20.0, ge=MIN_MBPS, le=MAX_MBPS, description="client access-link bandwidth, both ways"
+        20.0,
+        ge=MIN_MBPS,
+        le=MAX_MBPS,
+        description="client access-link bandwidth both ways, 0.001..1e7 Mbit/s",
     )
     uplink_mbps: float | None = Field(
         None,
         ge=MIN_MBPS,
         le=MAX_MBPS,
-        description="client access-link bandwidth from the client (star, mec); default "
-        "bandwidth_mbps",
+        description="client access-link bandwidth from the client (star, mec), 0.001..1e7 "
+        "Mbit/s; default bandwidth_mbps",
     )
     downlink_mbps: float | None = Field(
         None,
         ge=MIN_MBPS,
         le=MAX_MBPS,
-        description="client access-link bandwidth to the client (star, mec); default "
-        "bandwidth_mbps",
+        description="client access-link bandwidth to the client (star, mec), 0.001..1e7 Mbit/s; "
+        "default bandwidth_mbps",
     )
     latency_ms: float = Field(
-        10.0, ge=0, le=MAX_LATENCY_MS, description="client access-link latency"
+        10.0, ge=0, le=MAX_LATENCY_MS, description="client access-link latency, 0..60000 ms"
     )
     backhaul_mbps: float = Field(
-        1000.0, ge=MIN_MBPS, le=MAX_MBPS, description="base station - cloud bandwidth (mec)"
+        1000.0,
+        ge=MIN_MBPS,
+        le=MAX_MBPS,
+        description="base station - cloud bandwidth (mec), 0.001..1e7 Mbit/s",
     )
-    backhaul_latency_ms: float = Field(5.0, ge=0, le=MAX_LATENCY_MS)
+    backhaul_latency_ms: float = Field(
+        5.0, ge=0, le=MAX_LATENCY_MS, description="base station - cloud latency (mec), 0..60000 ms"
+    )
     cells: int = Field(
         2, ge=1, description="base stations (mec), at most clients.count; clients spread evenly"
     )
     d2d_mbps: float | None = Field(
-        None, ge=MIN_MBPS, le=MAX_MBPS, description="device-to-device links in a cell (mec)"
+        None,
+        ge=MIN_MBPS,
+        le=MAX_MBPS,
+        description="device-to-device links in a cell (mec), 0.001..1e7 Mbit/s",
     )
-    d2d_latency_ms: float = Field(2.0, ge=0, le=MAX_LATENCY_MS)
-    radius: float = Field(0.35, gt=0, le=2, description="link radius (random_geometric)")
+    d2d_latency_ms: float = Field(
+        2.0, ge=0, le=MAX_LATENCY_MS, description="device-to-device latency (mec), 0..60000 ms"
+    )
+    radius: float = Field(
+        0.35, ge=1e-3, le=2, description="link radius (random_geometric; unit square), 0.001..2"
+    )
     loss: float = Field(
         0.0, ge=0, lt=1, description="packet loss on client links (star, mec, random_geometric)"
     )
@@ -350,18 +391,8 @@ class NetworkConfig(_Strict):
         return (self.uplink_mbps or self.bandwidth_mbps, self.downlink_mbps or self.bandwidth_mbps)
 
     @model_validator(mode="after")
-    def _loss_needs_generated_links(self) -> NetworkConfig:
-        if self.loss > 0 and self.topology == "ideal":
-            raise ValueError(
-                "network.loss: the ideal network has no links to lose packets on; choose a "
-                "topology (star, mec, random_geometric) or drop the key"
-            )
-        if self.loss > 0 and self.topology not in GENERATED_TOPOLOGIES:
-            raise ValueError(
-                "network.loss: applies to generated topologies; a topology file sets loss_rate "
-                "on each of its links"
-            )
-        self._refuse_dead_keys()
+    def _keys_in_use(self, info: ValidationInfo) -> NetworkConfig:
+        self._refuse_dead_keys(info)
         return self
 
     # The keys each network reads (besides topology); any other key set is refused.
@@ -408,40 +439,61 @@ class NetworkConfig(_Strict):
         "file": ("transport", "tcp", "dynamics", "mobility", "radio"),
     }
 
-    def _refuse_dead_keys(self) -> None:
+    def _refuse_dead_keys(self, info: ValidationInfo) -> None:
         kind = self.topology if self.topology in self._USES else "file"
         uses = self._USES[kind]
         keys = [k for k in type(self).model_fields if k != "topology"]
         dead = [k for k in self._set_off_default(*keys) if k not in uses]
-        if dead:
-            key = dead[0]
-            if kind == "ideal":
-                why = (
-                    "has no effect on the ideal network (instantaneous transfers); choose a "
-                    "topology (star, mec, random_geometric or a topology file) or drop the key"
-                )
-            elif kind == "file":
-                why = (
-                    f"has no effect with a topology file ({self.topology}): its links carry "
-                    "their own numbers; edit the file or drop the key"
-                )
-            else:
-                users = [t for t, u in self._USES.items() if key in u and t != "file"]
-                why = (
-                    f"has no effect on the {kind} topology (used by {', '.join(users)}); "
-                    "drop the key or choose that topology"
-                )
-            raise ValueError(f"network.{key}: {why}")
-        if self.d2d_mbps is None and self._set_off_default("d2d_latency_ms"):
-            raise ValueError(
-                "network.d2d_latency_ms: has no effect without network.d2d_mbps (no "
-                "device-to-device links); set d2d_mbps or drop the key"
+        for key in dead:
+            reason, fix = self._why_dead(kind, key)
+            no_effect(info, f"network.{key}", reason, fix, ("network.topology",))
+        d2d_latency = self._set_off_default("d2d_latency_ms")
+        if "d2d_latency_ms" not in dead and self.d2d_mbps is None and d2d_latency:
+            no_effect(
+                info,
+                "network.d2d_latency_ms",
+                "no effect without network.d2d_mbps (no device-to-device links)",
+                "set d2d_mbps or drop the key",
+                ("network.d2d_mbps",),
             )
-        if self.transport != "tcp" and self._set_off_default("tcp"):
-            raise ValueError(
-                f"network.tcp: has no effect with transport {self.transport!r}; set "
-                "network.transport=tcp or drop the section"
+        if self.radio.enabled:  # the channel model sets the access links' rates
+            for key in self._set_off_default("bandwidth_mbps", "uplink_mbps", "downlink_mbps"):
+                if key not in dead:
+                    no_effect(
+                        info,
+                        f"network.{key}",
+                        "no effect with the radio model (network.radio.enabled: the access "
+                        "links' rates come from it)",
+                        "drop the key or turn the radio model off",
+                        ("network.radio.enabled",),
+                    )
+        if "tcp" not in dead and self.transport != "tcp" and self._set_off_default("tcp"):
+            no_effect(
+                info,
+                "network.tcp",
+                f"no effect with transport {self.transport!r}",
+                "set network.transport=tcp or drop the section",
+                ("network.transport",),
             )
+
+    def _why_dead(self, kind: str, key: str) -> tuple[str, str]:
+        if kind == "ideal":
+            return (
+                "no effect on the ideal network (instantaneous transfers)",
+                "choose a topology (star, mec, random_geometric or a topology file) or drop the "
+                "key",
+            )
+        if kind == "file":
+            return (
+                f"no effect with a topology file ({self.topology}): its links carry their own "
+                "numbers (bandwidth_mbps, latency_ms, loss_rate)",
+                "edit the file or drop the key",
+            )
+        users = [t for t, u in self._USES.items() if key in u and t != "file"]
+        return (
+            f"no effect on the {kind} topology (used by {', '.join(users)})",
+            "drop the key or choose that topology",
+        )
 
 
 class StalenessConfig(_Strict):
@@ -459,10 +511,11 @@ class ServerOptimizerConfig(_Strict):
     )
     lr: float | None = Field(
         None,
-        gt=0,
+        ge=1e-8,
         le=100,
         allow_inf_nan=False,
-        description="server step size; default 1.0 (fedavg, fedavgm), 0.01 (adaptive ones)",
+        description="server step size, 1e-8..100; default 1.0 (fedavg, fedavgm), 0.01 (adaptive "
+        "ones)",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="fedavgm: server momentum")
     beta1: float = Field(
@@ -470,7 +523,11 @@ class ServerOptimizerConfig(_Strict):
     )
     beta2: float = Field(0.99, ge=0, lt=1, description="fedadam, fedyogi: second-moment decay")
     tau: float = Field(
-        1e-3, gt=0, le=10, allow_inf_nan=False, description="adaptive optimizers: adaptivity"
+        1e-3,
+        ge=1e-12,
+        le=10,
+        allow_inf_nan=False,
+        description="adaptive optimizers: adaptivity, 1e-12..10",
     )
 
 
@@ -483,12 +540,14 @@ class FederationConfig(_Strict):
     )
     over_selection: float = Field(0.0, ge=0, le=10, description="sync: extra share selected")
     deadline_s: float | None = Field(
-        None, gt=0, le=1e7, description="sync: uploads later than this drop"
+        None, ge=1e-3, le=1e7, description="sync: uploads later than this drop, 0.001..1e7 s"
     )
     concurrency: int | None = Field(
         None, ge=1, description="async: clients training at once, at most clients.count"
     )
-    mixing: float = Field(0.6, gt=0, le=1, description="fedasync: alpha of the mixing step")
+    mixing: float = Field(
+        0.6, ge=1e-4, le=1, description="fedasync: alpha of the mixing step, 0.0001..1"
+    )
     staleness: StalenessConfig = StalenessConfig()
     buffer_size: int = Field(5, ge=1, le=1_000_000, description="fedbuff: updates per aggregation")
     max_staleness: int | None = Field(
@@ -514,22 +573,29 @@ class FederationConfig(_Strict):
     }
 
     @model_validator(mode="after")
-    def _mode_keys(self) -> FederationConfig:
+    def _mode_keys(self, info: ValidationInfo) -> FederationConfig:
         for key in self._set_off_default(*self._MODE_KEYS):
             modes = self._MODE_KEYS[key]
             if self.mode not in modes:
-                raise ValueError(
-                    f"federation.{key}: has no effect in mode {self.mode!r} (used by "
-                    f"{' and '.join(modes)}); set federation.mode or drop the key"
+                no_effect(
+                    info,
+                    f"federation.{key}",
+                    f"no effect in mode {self.mode!r} (used by {' and '.join(modes)})",
+                    "set federation.mode or drop the key",
+                    ("federation.mode",),
                 )
         st = self.staleness
         used = {"constant": (), "polynomial": ("a",), "hinge": ("a", "b")}[st.function]
-        dead = [k for k in st._set_off_default("a", "b") if k not in used]
-        if dead and self.mode != "sync":
-            raise ValueError(
-                f"federation.staleness.{dead[0]}: has no effect with the {st.function} "
-                "staleness function (a: polynomial and hinge; b: hinge); drop the key"
-            )
+        if self.mode != "sync":
+            for key in [k for k in st._set_off_default("a", "b") if k not in used]:
+                no_effect(
+                    info,
+                    f"federation.staleness.{key}",
+                    f"no effect with the {st.function} staleness function (a: polynomial and "
+                    "hinge; b: hinge)",
+                    "drop the key",
+                    ("federation.staleness.function",),
+                )
         return self
 
     @model_validator(mode="before")
@@ -538,11 +604,12 @@ class FederationConfig(_Strict):
         # One key sets the server's step size in every mode; old FedBuff scenarios are told
         # where it went rather than silently running with a default.
         if isinstance(data, dict) and "server_lr" in data:
-            raise ValueError(
+            raise Invalid(
                 "federation.server_lr: replaced by federation.server_optimizer.lr, which sets "
                 "the server step in every mode (with the default optimizer, fedavg, FedBuff "
                 "steps w + lr * mean delta as before); write "
-                f"federation.server_optimizer.lr={data['server_lr']} instead"
+                f"federation.server_optimizer.lr={data['server_lr']} instead",
+                Severity.UNKNOWN,
             )
         return data
 
@@ -581,19 +648,25 @@ class RuntimeConfig(_Strict):
     )
     dashboard: bool = Field(False, description="ray: start the dashboard with a local cluster")
 
+    _RAY_ONLY: ClassVar[tuple[str, ...]] = (
+        "gpus_per_client",
+        "max_actors",
+        "ray_address",
+        "dashboard",
+    )
+
     @model_validator(mode="after")
-    def _ray_only_keys(self) -> RuntimeConfig:
+    def _ray_only_keys(self, info: ValidationInfo) -> RuntimeConfig:
         if self.backend != "ray":
-            set_ray_keys = [
-                k
-                for k in ("gpus_per_client", "max_actors", "ray_address", "dashboard")
-                if getattr(self, k) != type(self).model_fields[k].default
-            ]
-            if set_ray_keys:
-                raise ValueError(
-                    f"runtime.{set_ray_keys[0]}: only used with runtime.backend: ray "
-                    f"(got backend {self.backend!r}); set runtime.backend=ray or drop the key"
-                )
+            for key in self._RAY_ONLY:
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    no_effect(
+                        info,
+                        f"runtime.{key}",
+                        f"no effect without runtime.backend: ray (got backend {self.backend!r})",
+                        "set runtime.backend=ray or drop the key",
+                        ("runtime.backend",),
+                    )
         if self.backend == "ray" and self.device == "cuda" and self.gpus_per_client == 0:
             raise ValueError(
                 "runtime.device: cuda with the ray backend needs runtime.gpus_per_client > 0 "
@@ -613,17 +686,21 @@ class InferenceConfig(_Strict):
 
     enabled: bool = Field(False, description="serve queries after training (NMoE methods)")
     rate_qps: float = Field(
-        10.0, gt=0, le=1e6, description="Poisson arrival rate of queries at each client"
+        10.0,
+        ge=1e-6,
+        le=1e6,
+        description="Poisson arrival rate of queries at each client, 1e-6..1e6 per second",
     )
     queries_per_client: int = Field(
         200, ge=1, le=1_000_000, description="queries each client sends (the run's length)"
     )
     deadline_ms: float | None = Field(
         None,
-        gt=0,
+        ge=1e-3,
         le=1e9,
         description="experts not back this long after the query arrived are left out of the "
-        "mixture (weights renormalised); none back: the own expert answers. Default: wait for all",
+        "mixture (weights renormalised); none back: the own expert answers; 0.001..1e9 ms. "
+        "Default: wait for all",
     )
     latency_weight: float = Field(
         0.0,
@@ -676,49 +753,79 @@ class Scenario(_Strict):
     inference: InferenceConfig = InferenceConfig()
     output: OutputConfig = OutputConfig()
 
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        unknown = [m for m in methods if m not in ALL_METHODS]
+        if unknown:
+            raise Invalid(
+                f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}", Severity.UNKNOWN
+            )
+        if len(set(methods)) != len(methods):
+            raise ValueError("methods: listed twice; name each method once")
+        return methods
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
-        unknown = [m for m in self.methods if m not in ALL_METHODS]
-        if unknown:
-            raise ValueError(f"methods: unknown {unknown}; allowed: {', '.join(ALL_METHODS)}")
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError("methods: listed twice; name each method once")
-        gated = [m for m in self.methods if m.startswith("nmoe/") and parse_nmoe(m).trains_gate]
-        if gated and self.stages.gate.top_k > self.clients.count:
+        # Every check runs: a scenario is refused with all of its conflicts at once.
+        found = []
+        for check in (
+            self._check_top_k,
+            self._check_remote_experts,
+            self._check_per_round,
+            self._check_cells,
+            self._check_d2d_mesh,
+            self._check_data_sizes,
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                found.append(str(exc))
+        if found:
+            raise Invalid("\n".join(found), Severity.CONFLICT)
+        return self
+
+    def _gated(self) -> bool:
+        """Whether some method trains a gate (whose top_k then matters)."""
+        return any(m.startswith("nmoe/") and parse_nmoe(m).trains_gate for m in self.methods)
+
+    def _check_top_k(self) -> None:
+        n = self.clients.count
+        if self._gated() and self.stages.gate.top_k > n:
             raise ValueError(
-                f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count "
-                f"({self.clients.count}); choose 1..{self.clients.count}"
+                f"stages.gate.top_k: {self.stages.gate.top_k} exceeds clients.count ({n}); "
+                f"choose 1..{n}"
             )
         k = self.inference.top_k
-        if k is not None and k > self.clients.count:
+        if k is not None and k > n:
             raise ValueError(
-                f"inference.top_k: {k} exceeds clients.count ({self.clients.count}); "
-                f"choose 1..{self.clients.count} (or leave it out to use stages.gate.top_k)"
+                f"inference.top_k: {k} exceeds clients.count ({n}); choose 1..{n} (or leave it "
+                "out to use stages.gate.top_k)"
             )
-        self._check_remote_experts(bool(gated))
+
+    def _check_per_round(self) -> None:
         n = self.clients.count
-        fed = self.federation
         for key in ("clients_per_round", "concurrency"):
-            value = getattr(fed, key)
+            value = getattr(self.federation, key)
             if value is not None and value > n:
                 raise ValueError(
                     f"federation.{key}: {value} exceeds clients.count ({n}); choose 1..{n} "
                     "(or leave it out: every client)"
                 )
+
+    def _check_cells(self) -> None:
+        n = self.clients.count
         if self.network.topology == "mec" and self.network.cells > n:
             raise ValueError(
                 f"network.cells: {self.network.cells} cells for clients.count={n} leaves cells "
                 f"without clients; choose 1..{n}"
             )
-        self._check_d2d_mesh()
-        self._check_data_sizes()
-        return self
 
     def _check_d2d_mesh(self) -> None:
         """mec's d2d links join every pair of clients in a cell: quadratic in the cell's size."""
         net, n = self.network, self.clients.count
-        if net.topology != "mec" or net.d2d_mbps is None:
-            return
+        if net.topology != "mec" or net.d2d_mbps is None or net.cells > n:
+            return  # (more cells than clients: _check_cells)
 
         def mesh_links(cells: int) -> int:
             per_cell = -(-n // cells)
@@ -733,7 +840,7 @@ class Scenario(_Strict):
                 f"{MAX_LINKS:,}); use at least {fits} cells (network.cells), or drop d2d_mbps"
             )
 
-    def _check_remote_experts(self, gated: bool) -> None:
+    def _check_remote_experts(self) -> None:
         """A client reaches its own expert plus `remote_experts` others: no top k beyond that."""
         m, n = self.stages.gate.remote_experts, self.clients.count
         if m is None:
@@ -744,7 +851,7 @@ class Scenario(_Strict):
                 f"{n - 1}); choose 1..{n - 1} (or leave it out: every other client)"
             )
         for key, k in (
-            ("stages.gate.top_k", self.stages.gate.top_k if gated else None),
+            ("stages.gate.top_k", self.stages.gate.top_k if self._gated() else None),
             ("inference.top_k", self.inference.top_k),
         ):
             if k is not None and k > m + 1:
@@ -806,34 +913,90 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:60] + f"... ({len(text):,} characters)"
 
 
-def _format_validation_error(err: ValidationError) -> str:
-    lines = []
+# Pydantic's error types for a key or a name the schema does not know.
+_UNKNOWN_TYPES = ("extra_forbidden", "literal_error", "enum")
+
+
+def _problems(err: ValidationError) -> list[Problem]:
+    """Each of pydantic's errors as a Problem: its message (naming the dotted key) and severity."""
+    out = []
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "<scenario>"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key; {_allowed_keys(e['loc'])}")
-        elif e["type"] == "value_error":
-            # Our own cross-checks already start with the key path.
-            lines.append(str(e["ctx"]["error"]))
+        got = f"(got {_shown(e.get('input'))})"
+        if e["type"] == "value_error":
+            # Our own checks: messages start with the key path; a check that runs every
+            # conflict check puts one per line.
+            exc = e["ctx"]["error"]
+            severity = getattr(exc, "severity", None)
+            if severity is None:
+                severity = Severity.CONFLICT if _is_section(e["loc"]) else Severity.VALUE
+            for message in str(exc).split("\n"):
+                out.append(Problem(severity, message, leading_key(message) or path))
+        elif e["type"] == "extra_forbidden":
+            message = f"{path}: unknown key; {_allowed_keys(e['loc'])}"
+            out.append(Problem(Severity.UNKNOWN, message, path))
         elif e["type"] == "finite_number":
-            lines.append(
-                f"{path}: must be a finite number, not NaN or infinity "
-                f"(got {_shown(e.get('input'))})"
-            )
+            message = f"{path}: must be a finite number, not NaN or infinity {got}"
+            out.append(Problem(Severity.VALUE, message, path))
         else:
-            lines.append(f"{path}: {e['msg']} (got {_shown(e.get('input'))})")
-    return "invalid scenario:\n  " + "\n  ".join(lines)
+            severity = Severity.UNKNOWN if e["type"] in _UNKNOWN_TYPES else Severity.VALUE
+            out.append(Problem(severity, f"{path}: {e['msg']} {got}", path))
+    return out
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> str:
+def _section(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema section at `loc` (the whole scenario for ()), or None for a value."""
     model: type[BaseModel] = Scenario
-    for part in loc[:-1]:
+    for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return "check the spelling"
+            return None
         model = annotation
+    return model
+
+
+def _is_section(loc: tuple[Any, ...]) -> bool:
+    return _section(loc) is not None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    model = _section(loc[:-1])
+    if model is None:
+        return "check the spelling"
     return "allowed here: " + ", ".join(model.model_fields)
+
+
+def refusal(problems: list[Problem]) -> ScenarioError:
+    """All of a scenario's problems in one error, the most fundamental first."""
+    kept = ordered(problems)
+    lines = "\n  ".join(p.message for p in kept)
+    return ScenarioError(f"invalid scenario:\n  {lines}", kept[0].severity if kept else None)
+
+
+TOPOLOGY_NAMES = ("ideal", *GENERATED_TOPOLOGIES)
+
+
+def topology_source_problem(topology: str) -> Problem | None:
+    """A `network.topology` that names neither a built-in network nor an existing file."""
+    if topology in TOPOLOGY_NAMES:
+        return None
+    path = Path(topology)
+    try:
+        if path.is_file():
+            return None
+        folder = path.is_dir()
+    except (OSError, ValueError):  # e.g. a name too long for the file system, or a NUL byte
+        folder = False
+    choose = f"choose {', '.join(TOPOLOGY_NAMES)} or the path of a topology YAML file"
+    key = "network.topology"
+    if folder:
+        message = f"{key}: {topology!r} is a folder, not a topology file; {choose}"
+        return Problem(Severity.UNREADABLE, message, key)
+    if "/" in topology or path.suffix in (".yaml", ".yml"):
+        message = f"{key}: topology file {topology!r} not found; {choose}"
+        return Problem(Severity.UNREADABLE, message, key)
+    return Problem(Severity.UNKNOWN, f"{key}: unknown {topology!r}; {choose}", key)
 
 
 def parse_value(text: str, where: str) -> Any:
@@ -902,13 +1065,108 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_scenario(
+@dataclass
+class LoadedScenario:
+    """A scenario file with its overrides, validated: the scenario (None where the schema refused
+    it), every problem found, and the keys the file set that an override made inert (ignored)."""
+
+    source: Path
+    scenario: Scenario | None
+    problems: list[Problem]
+    ignored: list[NoEffect]
+    topology: str | None  # network.topology as given (a name or a file), where it is a string
+
+    def notes(self) -> list[str]:
+        """One line per reason the file's keys are ignored (none where that reason is moot)."""
+        keys: dict[str, list[str]] = {}
+        for f in self.ignored:
+            if not is_moot(f.decided_by, self.problems, Severity.NO_EFFECT):
+                keys.setdefault(f.reason, []).append(f.key)
+        return [
+            f"{', '.join(ks)} (set in {self.source.name}) {'is' if len(ks) == 1 else 'are'} "
+            f"ignored: {reason}"
+            for reason, ks in keys.items()
+        ]
+
+    def valid(self) -> Scenario:
+        """The scenario, or ScenarioError with every problem."""
+        if self.problems or self.scenario is None:
+            raise refusal(self.problems)
+        return self.scenario
+
+
+def collect_scenario(
     path: Path, overrides: list[str] | None = None, seed: int | None = None
-) -> Scenario:
-    raw = apply_overrides(read_yaml(path), list(overrides or []))
+) -> LoadedScenario:
+    """Read, override and validate a scenario, collecting its problems; raises ScenarioError only
+    when there is nothing to validate (an unreadable file, a malformed --set).
+
+    A key that does nothing where it is set is ignored when the file sets it and a --set (or
+    --seed) chose the value that makes it inert: `--set network.topology=star` runs a mec
+    scenario on a star. One the user set on the command line, or one the file sets together
+    with that value, is a problem."""
+    overrides = list(overrides or [])
+    raw = apply_overrides(read_yaml(path), overrides)
+    cli = [".".join(parse_override(text)[0]) for text in overrides]
     if seed is not None:
         raw["seed"] = seed
+        cli.append("seed")
+    ignored: list[NoEffect] = []
+    while True:  # ends: every round drops a key of `raw`
+        scenario, problems, findings = _validate(raw)
+        dropped = [f for f in findings if _inert_by_override(f, cli) and _drop(raw, f.key)]
+        if not dropped:
+            break
+        ignored += dropped
+    problems += [f.problem() for f in findings]
+    topology = _topology(raw)
+    found = topology_source_problem(topology) if topology is not None else None
+    if found is not None:
+        problems.append(found)
+    return LoadedScenario(path, scenario, problems, ignored, topology)
+
+
+def _validate(raw: dict[str, Any]) -> tuple[Scenario | None, list[Problem], list[NoEffect]]:
+    findings: list[NoEffect] = []
     try:
-        return Scenario.model_validate(raw)
+        return Scenario.model_validate(raw, context={NO_EFFECT: findings}), [], findings
     except ValidationError as err:
-        raise ScenarioError(_format_validation_error(err)) from None
+        return None, _problems(err), findings
+
+
+def _inert_by_override(finding: NoEffect, cli: list[str]) -> bool:
+    """The file set the key (no --set touched it) and a --set chose what makes it inert."""
+    set_on_cli = any(within(finding.key, [k]) or within(k, [finding.key]) for k in cli)
+    return not set_on_cli and any(within(d, cli) for d in finding.decided_by)
+
+
+def _drop(raw: dict[str, Any], key: str) -> bool:
+    *parents, last = key.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node:
+        return False
+    del node[last]
+    return True
+
+
+def _topology(raw: dict[str, Any]) -> str | None:
+    network = raw.get("network")
+    topology = network.get("topology") if isinstance(network, dict) else None
+    return topology if isinstance(topology, str) else None
+
+
+def load_scenario(
+    path: Path,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    notes: list[str] | None = None,
+) -> Scenario:
+    """The validated scenario of a file and its overrides, or ScenarioError listing every
+    problem; `notes` receives a line per group of file keys the overrides made inert."""
+    loaded = collect_scenario(path, overrides, seed)
+    scenario = loaded.valid()
+    if notes is not None:
+        notes.extend(loaded.notes())
+    return scenario

@@ -31,7 +31,7 @@ from nmoe_sim.runtime import make_backend
 from nmoe_sim.runtime.backend import Backend
 from nmoe_sim.runtime.hosting import ClientFactory, resolve_device
 from nmoe_sim.seeds import numpy_rng
-from nmoe_sim.telemetry.output import check_output_dir, default_run_dir
+from nmoe_sim.telemetry.output import check_output_dir, default_run_dir, named_dir
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import LinkStateRecord
@@ -161,16 +161,24 @@ def device_profile(scenario: Scenario, device_classes: list[str | None]) -> Devi
 
 
 def run_scenario(
-    scenario: Scenario, out_dir: Path, console: Any = None, resume: bool = False
+    scenario: Scenario,
+    out_dir: Path,
+    console: Any = None,
+    resume: bool = False,
+    network: NetworkSetup | None = None,
 ) -> dict[str, Any]:
     """Run every method of the scenario and write the run directory; returns the summary.
 
     Finished work is checkpointed beside `out_dir` (see checkpoint.py); with `resume` the run
-    continues from that checkpoint. An interruption raises `RunInterrupted` (checkpoint kept)."""
+    continues from that checkpoint. An interruption raises `RunInterrupted` (checkpoint kept).
+    Every refusal comes before the first task: the run directory is checked (and its checkpoint
+    taken) here, and nothing after the work checks it again (the lock keeps other runs out)."""
+    out_dir = named_dir(out_dir)
     if not resume:  # (a resume checks its own way: the directory may be complete)
         check_output_dir(out_dir)
     device = resolve_device(scenario.runtime.device)
-    network = build_network(scenario.network, scenario.clients.count, scenario.seed)
+    if network is None:  # (the CLI hands on the one it checked)
+        network = build_network(scenario.network, scenario.clients.count, scenario.seed)
     checkpoint = open_checkpoint(out_dir, scenario.model_dump(mode="json"), resume)
     finished: Finished | None = None
     try:

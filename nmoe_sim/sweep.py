@@ -22,9 +22,10 @@ import pandas as pd
 import yaml
 
 from nmoe_sim.checkpoint import MANIFEST, checkpoint_dir, scenario_changes
-from nmoe_sim.config import Scenario, ScenarioError, load_scenario, parse_value
+from nmoe_sim.config import Scenario, ScenarioError, parse_value
 from nmoe_sim.interrupt import RunInterrupted, signal_number
 from nmoe_sim.interrupt import install as install_signal_handlers
+from nmoe_sim.preflight import check_scenario
 from nmoe_sim.telemetry.output import OutputError, check_output_dir, is_complete
 from nmoe_sim.telemetry.summary import InferenceSummary, MethodSummary, RunSummary, sweep_figures
 
@@ -66,9 +67,14 @@ class SweepPoint:
 
 
 def plan_sweep(
-    path: Path, axes: Sequence[GridAxis], overrides: Sequence[str], seed: int | None
+    path: Path,
+    axes: Sequence[GridAxis],
+    overrides: Sequence[str],
+    seed: int | None,
+    notes: list[str] | None = None,
 ) -> list[SweepPoint]:
-    """Every grid point's scenario, validated before anything runs."""
+    """Every grid point's scenario, checked (network built) before anything runs; `notes`
+    receives the lines naming file keys that a point's overrides made inert."""
     if not axes:
         raise ScenarioError("sweep needs at least one --grid KEY=V1,V2,...")
     keys = [a.key for a in axes]
@@ -82,10 +88,12 @@ def plan_sweep(
             *(f"{k}={yaml.safe_dump(v).strip()}" for k, v in settings.items()),
         ]
         try:
-            scenario = load_scenario(path, point_overrides, seed)
+            checked = check_scenario(path, point_overrides, seed)
         except ScenarioError as exc:
             raise ScenarioError(f"grid point {settings}: {exc}") from None
-        points.append(SweepPoint(point_name(index, settings), settings, scenario))
+        if notes is not None:
+            notes += checked.notes
+        points.append(SweepPoint(point_name(index, settings), settings, checked.scenario))
     return points
 
 

@@ -71,7 +71,7 @@ def _scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
         pytest.param(
             BASE + "partition:\n  alpha: -1\n",
             [],
-            ["partition.alpha:", "greater than 0", "(got -1)"],
+            ["partition.alpha:", "greater than or equal to 0.001", "(got -1)"],
             id="alpha-negative",
         ),
         pytest.param(
@@ -114,7 +114,7 @@ def _scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
         pytest.param(
             BASE + "runtime: {max_actors: 4}\n",
             [],
-            ["runtime.max_actors: only used with runtime.backend: ray"],
+            ["runtime.max_actors: has no effect without runtime.backend: ray"],
             id="ray-key-without-ray",
         ),
         pytest.param(

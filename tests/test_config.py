@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+from types import UnionType
+from typing import Any, get_args, get_origin
 
 import pytest
 
@@ -238,8 +241,8 @@ def test_tcp_headers_must_leave_room_for_payload(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("topology", "expected"),
     [
-        ("ideal", "the ideal network has no links to lose packets on"),
-        ("topologies/single_cell.yaml", "a topology file sets loss_rate on each of its links"),
+        ("ideal", "has no effect on the ideal network (instantaneous transfers)"),
+        ("topologies/single_cell.yaml", "its links carry their own numbers"),
     ],
 )
 def test_network_loss_needs_generated_links(tmp_path: Path, topology: str, expected: str) -> None:
@@ -266,3 +269,76 @@ def test_the_schema_offers_every_registered_transport() -> None:
     from nmoe_sim.network.transports import TRANSPORTS
 
     assert set(get_args(NetworkConfig.model_fields["transport"].annotation)) == set(TRANSPORTS)
+
+
+# --- bounds -----------------------------------------------------------------------------------
+
+# Units that make a key a rate, an interval or a duration (network.latency_ms, rate_qps, ...).
+TIME_AND_RATE_UNITS = ("_s", "_ms", "_qps", "_mbps", "_gflops")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _float_keys(model: type = Scenario, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every float key of the schema (optional ones too) with its pydantic field, found by
+    walking the sections (devices.classes_gflops, a mapping, has its own range check)."""
+    from pydantic import BaseModel
+
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += _float_keys(annotation, f"{prefix}{name}.")
+        elif annotation is float or (
+            get_origin(annotation) is UnionType and float in get_args(annotation)
+        ):
+            out.append((f"{prefix}{name}", field))
+    return out
+
+
+def test_the_schema_walk_finds_the_keys_it_checks() -> None:
+    keys = dict(_float_keys())
+    assert {"inference.rate_qps", "network.latency_ms", "federation.deadline_s"} <= set(keys)
+    assert len(keys) > 40
+
+
+@pytest.mark.parametrize(
+    ("key", "field"), _float_keys(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_float_key_has_an_inclusive_lower_bound(key: str, field: Any) -> None:
+    """No `gt=0` alone: 1e-300 would pass it. The smallest value a key takes is a number a real
+    scenario never needs to cross (0 where 0 means something, as for a latency)."""
+    import annotated_types as at
+
+    lower = [m for m in field.metadata if isinstance(m, at.Ge | at.Gt)]
+    assert lower, f"{key}: no lower bound"
+    assert all(isinstance(m, at.Ge) for m in lower), f"{key}: use ge=<smallest sensible value>"
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [(k, f) for k, f in _float_keys() if k.endswith(TIME_AND_RATE_UNITS)],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_every_rate_interval_and_duration_states_its_bounds(key: str, field: Any) -> None:
+    import annotated_types as at
+
+    stated = [float(n.replace(",", "")) for n in _NUMBER.findall(field.description or "")]
+    for m in field.metadata:
+        if isinstance(m, at.Ge | at.Le):
+            bound = float(m.ge if isinstance(m, at.Ge) else m.le)
+            assert any(math.isclose(bound, n) for n in stated), (key, bound, field.description)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("inference.rate_qps", "1.0e-300"),
+        ("inference.deadline_ms", "1.0e-300"),
+        ("federation.deadline_s", "1.0e-300"),
+        ("partition.alpha", "1.0e-300"),
+        ("stages.gate.optim.lr", "1.0e-300"),
+    ],
+)
+def test_absurdly_small_numbers_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    msg = _error(_write(tmp_path, BASE), [f"{key}={value}"])
+    assert f"{key}: Input should be greater than or equal to" in msg

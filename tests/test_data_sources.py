@@ -144,6 +144,34 @@ def test_fashion_mnist_offline_without_debian_files(
     assert str(tmp_path / "root" / "FashionMNIST" / "raw") in message
 
 
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("root", ["missing", "missing-parents", "existing"])
+def test_a_failed_download_leaves_the_file_system_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: str
+) -> None:
+    """torchvision makes its folders, and starts a file, before a download fails offline."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import mnist
+
+    def partial(url: str, download_root: str, filename: str, md5: str) -> None:
+        (Path(download_root) / filename).write_bytes(b"the first bytes")
+        raise URLError("network is unreachable (mocked)")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", partial)
+    data = tmp_path / ("a/b/data" if root == "missing-parents" else "data")
+    if root == "existing":
+        data.mkdir()
+        (data / "mine.txt").write_text("kept")
+    before = _listing(tmp_path)
+    with pytest.raises(DatasetUnavailable):
+        load_dataset("mnist", data)
+    assert _listing(tmp_path) == before
+
+
 @pytest.mark.skipif(
     not all(f.is_file() for f in DEBIAN_FILES),
     reason="Debian package dataset-fashion-mnist not installed "

@@ -454,3 +454,113 @@ def test_figures_of_many_clients_keep_a_bounded_canvas(tmp_path: Path) -> None:
     assert _png_size(tmp_path / "few.png") == (5 * 110, 4 * 110)
     expert_load_figure({"m": [0.001] * 1000}, {}, tmp_path / "load.png")
     assert _png_size(tmp_path / "load.png") == (24 * DPI, round(4.8 * DPI))
+
+
+# --- an --out that cannot be written, and interruptions --------------------------------------
+
+
+def _refused_out(result: Any, folder: Path) -> None:
+    assert result.exit_code == EXIT_BAD_INPUT == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    stderr = " ".join(result.stderr.split())
+    assert len(lines) == 1 and stderr.startswith("error:") and str(folder) in stderr, stderr
+
+
+@pytest.mark.parametrize("case", ["under-a-file", "not-writable", "new-folders-then-not-writable"])
+def test_out_that_cannot_be_written_exits_2_naming_it_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    run = make_run(tmp_path)
+    if case == "under-a-file":
+        (tmp_path / "afile").write_text("mine")
+        out = tmp_path / "afile" / "report"
+    else:
+        out = tmp_path / ("a/b/report" if case.startswith("new") else "report")
+        real_mkdir = Path.mkdir
+
+        def no_write(self: Path, *args: Any, **kwargs: Any) -> None:
+            if ".partial" in self.name:  # (as root, chmod would not stop the write)
+                raise PermissionError(13, "Permission denied", str(self))
+            real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", no_write)
+    before = _listing(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(out)])
+    _refused_out(result, out)
+    assert _listing(tmp_path) == before
+
+
+def _earlier_report(tmp_path: Path) -> tuple[Path, Path]:
+    run = make_run(tmp_path)
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / MARKER).write_text("earlier")
+    (out / "index.html").write_text("earlier report")
+    return run, out
+
+
+def test_interrupted_report_exits_130_keeps_the_earlier_one_and_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nmoe_sim.report import build as report_build
+
+    def interrupted(*args: Any, **kwargs: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_build, "_run_report", interrupted)
+    run, out = _earlier_report(tmp_path)
+    before = _listing(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted; no report written" in result.stderr
+    assert _listing(tmp_path) == before
+    assert (out / "index.html").read_text() == "earlier report"
+
+
+def test_a_swap_cut_short_puts_the_earlier_report_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, out = _earlier_report(tmp_path)
+    before = _listing(tmp_path)
+    real_rename = Path.rename
+
+    def cut(self: Path, target: Any) -> Path:
+        if ".partial" in self.name:  # the new report's move into place
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", cut)
+    with pytest.raises(KeyboardInterrupt):
+        build_report(run, out)
+    assert _listing(tmp_path) == before
+    assert (out / "index.html").read_text() == "earlier report"
+
+
+def test_ctrl_c_during_a_report_says_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """The real entry point and a real SIGINT, sent while the figures are drawn."""
+    import signal
+    import subprocess
+    import sys
+
+    run, out = _earlier_report(tmp_path)
+    before = _listing(tmp_path)
+    script = (
+        "import os, signal, sys, time\n"
+        "from nmoe_sim.report import build\n"
+        "def drawing(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "build._run_report = drawing\n"
+        "from nmoe_sim.cli import main\n"
+        f"sys.argv = ['nmoe-sim', 'report', {str(run)!r}, '--out', {str(out)!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "interrupted; no report written" in proc.stderr
+    assert _listing(tmp_path) == before

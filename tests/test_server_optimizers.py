@@ -252,7 +252,7 @@ def test_server_optimizer_config_is_validated(tmp_path: Path) -> None:
         tmp_path, "  server_optimizer: {name: adam}\n"
     )
     bad_lr = _error(tmp_path, "  server_optimizer: {lr: -0.1}\n")
-    assert "federation.server_optimizer.lr: Input should be greater than 0" in bad_lr
+    assert "federation.server_optimizer.lr: Input should be greater than or equal to" in bad_lr
     assert "federation.server_optimizer.beta2" in _error(
         tmp_path, "  server_optimizer: {beta2: 1.0}\n"
     )

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ def load_dataset(
         )
 
     root = Path(root).expanduser() if root is not None else default_data_root()
-    train_x, train_y, test_x, test_y = _load_raw(name, root)
+    with _left_as_found(root):
+        train_x, train_y, test_x, test_y = _load_raw(name, root)
 
     # Independent streams, so the test subset does not depend on whether the train set is subset.
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -241,6 +243,31 @@ def _to_float(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 _Tensors4 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@contextlib.contextmanager
+def _left_as_found(root: Path) -> Iterator[None]:
+    """A load that fails leaves the file system as it found it: the folders it created for the
+    data root (torchvision makes them before it tries to download), or, under an existing root,
+    the entries that were not there before (a partial download)."""
+    created = next((f for f in reversed((root, *root.parents)) if not f.exists()), None)
+    try:
+        before = set(os.listdir(root)) if created is None and root.is_dir() else None
+    except OSError:  # unreadable: the load will say so, and there is nothing to restore
+        before = None
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif before is not None:
+            for name in set(os.listdir(root)) - before:
+                path = root / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 def _load_raw(name: str, root: Path) -> _Tensors4:

@@ -15,7 +15,8 @@ import simpy
 from nmoe_sim.config import GENERATED_TOPOLOGIES, NetworkConfig, ScenarioError
 from nmoe_sim.network.channel import IdealNetwork, NetworkModel
 from nmoe_sim.network.devices import SERVER, client_node
-from nmoe_sim.network.dynamics.links import LinkChanges, build_link_changes
+from nmoe_sim.network.dynamics.links import DynamicsError, LinkChanges, build_link_changes
+from nmoe_sim.network.dynamics.schema import DynamicsConfig
 from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.mobility.attachment import Mobility
 from nmoe_sim.network.mobility.layout import LayoutError
@@ -34,6 +35,7 @@ from nmoe_sim.network.topology import (
     star,
 )
 from nmoe_sim.network.transports import Transport, by_name
+from nmoe_sim.problems import Severity
 from nmoe_sim.seeds import numpy_rng
 
 
@@ -167,8 +169,8 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         )
     try:
         topology = build_topology(cfg, num_clients, seed)
-    except TopologyError as exc:
-        raise ScenarioError(f"network.topology: {exc}") from None
+    except TopologyError as exc:  # a defect of the topology file (or of a generator's numbers)
+        raise ScenarioError(f"network.topology: {exc}", Severity.VALUE) from None
     if len(topology.clients) < num_clients:
         raise ScenarioError(
             f"network.topology: {len(topology.clients)} client nodes for clients.count="
@@ -201,8 +203,8 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
         radio = Radio(cfg.radio, mobility, seed)
     try:
         changes = build_link_changes(cfg.dynamics, topology, seed, radio)
-    except ValueError as err:
-        raise ScenarioError(str(err)) from None
+    except DynamicsError as err:
+        raise ScenarioError(str(err), _severity(err.unreadable, err.defect)) from None
     moves = mobility is not None and mobility.hands_over
     d2d = None
     if cfg.topology == "mec" and cfg.d2d_mbps is not None:  # generated d2d links follow the cell
@@ -239,6 +241,63 @@ def _mobility(
     try:
         return Mobility(cfg.mobility, topology, seed, nodes, loss if cfg.radio.enabled else macro)
     except LayoutError as err:
-        raise ScenarioError(f"network.mobility: {err}") from None
+        raise ScenarioError(f"network.mobility: {err}", Severity.CONFLICT) from None
     except PositionTraceError as err:
-        raise ScenarioError(f"network.mobility.trace: {err}") from None
+        severity = _severity(err.unreadable, not err.unreadable)
+        raise ScenarioError(f"network.mobility.trace: {err}", severity) from None
+
+
+def _severity(unreadable: bool, defect: bool) -> Severity:
+    """A file that cannot be read comes first; a defect inside one is a wrong value; the rest
+    (a target the topology lacks) a conflict with the topology."""
+    if unreadable:
+        return Severity.UNREADABLE
+    return Severity.VALUE if defect else Severity.CONFLICT
+
+
+def describe(cfg: NetworkConfig, setup: NetworkSetup) -> str:
+    """The network in one line (`validate` prints it): topology and transport, then what
+    moves and changes, e.g. "mec network over tcp; random waypoint 1.4 m/s, handover 3 dB /
+    256 ms (cut 50 ms) among 2 cells; uplink trace lte-walk.csv"."""
+    if cfg.topology == "ideal":
+        return "ideal network"
+    parts = [f"{cfg.topology} network over {cfg.transport}"]
+    up, down = cfg.access_mbps
+    if up != down:
+        parts.append(f"access {up:g} Mbit/s up, {down:g} down")
+    if setup.mobility is not None and (cfg.mobility.moves or cfg.radio.enabled):
+        parts.append(setup.mobility.describe())
+    if setup.link_changes is not None and setup.link_changes.radio is not None:
+        parts.append(setup.link_changes.radio.describe())
+    parts += describe_dynamics(cfg.dynamics)
+    return "; ".join(parts)
+
+
+def describe_dynamics(cfg: DynamicsConfig) -> list[str]:
+    out = []
+    targets = [
+        ("access", cfg.access),
+        ("d2d", cfg.d2d),
+        ("backhaul", cfg.backhaul),
+        *((f"{name} clients'", t) for name, t in cfg.device_classes.items()),
+        *((f"{t.a}-{t.b}", t) for t in cfg.links),
+    ]
+    for where, target in targets:
+        prefix = "" if where == "access" else f"{where} "
+        files = target.traces()
+        if files and files.get("up") == files.get("down"):
+            out.append(f"{prefix}trace {Path(files['up']).name}")
+        else:
+            out += [f"{prefix}{d}link trace {Path(f).name}" for d, f in files.items()]
+        if target.fading is not None:
+            f = target.fading
+            out.append(
+                f"{prefix}fading sigma {f.sigma:g} ({f.correlation_s:g} s, steps of {f.step_s:g} s)"
+            )
+        if target.gilbert_elliott is not None:
+            g = target.gilbert_elliott
+            out.append(
+                f"{prefix}bursty loss {g.good_loss:.0%} / {g.bad_loss:.0%} "
+                f"({g.good_s:g} s good, {g.bad_s:g} s bad)"
+            )
+    return out

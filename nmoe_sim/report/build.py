@@ -30,7 +30,7 @@ import pandas as pd
 from nmoe_sim.report import figures as F
 from nmoe_sim.report import html as H
 from nmoe_sim.report.timeline import chrome_trace
-from nmoe_sim.telemetry.output import method_slug
+from nmoe_sim.telemetry.output import method_slug, named_dir, place_dir
 from nmoe_sim.telemetry.schema import RUN_TABLES, columns
 from nmoe_sim.telemetry.summary import MethodSummary, RunSummary
 
@@ -60,8 +60,11 @@ def check_target(target: Path) -> None:
     """Only an empty folder or an earlier report (marker file) may be replaced."""
     if not target.exists():
         return
-    if target.is_dir() and (not any(target.iterdir()) or (target / MARKER).is_file()):
-        return
+    try:
+        if target.is_dir() and (not any(target.iterdir()) or (target / MARKER).is_file()):
+            return
+    except OSError as exc:
+        raise ReportError(f"cannot write a report into {target}: {_reason(exc)}") from None
     raise ReportError(
         f"{target} exists and is not a report written by `nmoe-sim report` (no {MARKER} in it); "
         "choose another --out or remove it"
@@ -280,17 +283,15 @@ def build_report(path: Path, out: Path | None = None) -> Path:
     """Write the report of a run or sweep directory into `out` (default `path/report`)."""
     path = Path(path)
     kind = report_kind(path)
-    target = Path(out) if out is not None else path / "report"
+    target = named_dir(Path(out)) if out is not None else path / "report"
     check_target(target)
     data = load_run(path) if kind == "run" else None
-    table = None
-    if kind == "sweep":
-        table = read_sweep_table(path / "sweep.csv")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    table = read_sweep_table(path / "sweep.csv") if kind == "sweep" else None
+    created = _first_missing(target.parent)
+    staging: Path | None = None
+    placed = False
     try:
+        staging = _staging(target)  # the folder can be written: known before any figure
         back = os.path.relpath(path.resolve(), target.resolve())
         try:
             if data is not None:
@@ -307,17 +308,72 @@ def build_report(path: Path, out: Path | None = None) -> Path:
             ) from None
         (staging / "index.html").write_text(text, encoding="utf-8")
         (staging / MARKER).write_text("written by `nmoe-sim report`; replaced by the next one\n")
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _put_in_place(staging, target)
+        placed = True
+    except OSError as exc:  # e.g. the disk filled up while writing
+        raise ReportError(f"cannot write the report into {target}: {_reason(exc)}") from None
+    finally:
+        if staging is not None:  # (gone once renamed into place)
+            shutil.rmtree(staging, ignore_errors=True)
+        if not placed and created is not None:  # folders made for a report that never came
+            shutil.rmtree(created, ignore_errors=True)
     return target
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet (None: it exists)."""
+    missing = None
+    for f in (folder, *folder.parents):
+        if f.exists():
+            break
+        missing = f
+    return missing
+
+
+def _staging(target: Path) -> Path:
+    """The hidden folder the report is assembled in, beside `target`; ReportError naming the
+    folder where it cannot be made."""
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write a report into {target}: {_reason(exc)}; choose another --out"
+        ) from None
+    return staging
+
+
+def _reason(exc: OSError) -> str:
+    """Why a folder cannot be written, naming the path that stands in the way (the folder, not
+    our hidden staging folder in it)."""
+    where = Path(exc.filename or "")
+    for folder in (where, *where.parents):
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+    if where.name.startswith(".") and ".partial-" in where.name:
+        where = where.parent
+    why = exc.strerror or str(exc)
+    return f"{where} cannot be written ({why})" if str(where) not in ("", ".") else why
+
+
+def _put_in_place(staging: Path, target: Path) -> None:
+    """An earlier report is swapped out (and back if the swap is cut short); a new or empty
+    folder gets the staged report as the run directory does."""
+    if not (target.is_dir() and (target / MARKER).is_file()):
+        place_dir(staging, target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    finally:
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_sweep_table(path: Path) -> pd.DataFrame:

@@ -24,10 +24,16 @@ def resolve_device(choice: str) -> str:
     convolution algorithm that sums in another order each time, and the same task run twice on
     one GPU gave different weights (seen on an H100). Same seed, same numbers, on a GPU too.
     """
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError("runtime.device: cuda, but no CUDA device is visible; use cpu or auto")
+    return device_in_use(choice)
+
+
+def device_in_use(choice: str) -> str:
+    """resolve_device without its check, for the clients a host makes once the run has passed
+    it: nothing is refused after the work has begun."""
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
-    elif choice == "cuda" and not torch.cuda.is_available():
-        raise ScenarioError("runtime.device: cuda, but no CUDA device is visible; use cpu or auto")
     if choice == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -60,4 +66,4 @@ class ClientFactory:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             x = torch.from_numpy(self.train_x[lo:hi])
             y = torch.from_numpy(self.train_y[lo:hi])
-        return ClientState(cid, self.spec, x, y, resolve_device(self.device))
+        return ClientState(cid, self.spec, x, y, device_in_use(self.device))

@@ -6,6 +6,8 @@ Standard library only, so the CLI can name these errors without loading the writ
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +25,12 @@ def check_output_dir(path: Path) -> None:
         )
 
 
+def named_dir(path: Path) -> Path:
+    """`path` with a name of its own: `.` and `..` become the folders they stand for, so that
+    what goes beside a run directory (its checkpoint) is not put inside it."""
+    return Path(os.path.abspath(path)) if path.name in ("", "..") else path
+
+
 def method_slug(method: str) -> str:
     """A method's name as a file name (its gating heat map: heatmaps/<slug>.csv)."""
     return method.replace("/", "_")
@@ -36,3 +44,25 @@ def is_complete(path: Path) -> bool:
 def default_run_dir(name: str) -> Path:
     """runs/<name>-<UTC time>: where a run goes without --out."""
     return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def place_dir(staging: Path, target: Path) -> None:
+    """Rename a staged folder into place. An existing empty folder (e.g. `--out .`: the shell's
+    current folder, which must stay that folder) gets the staged entries moved into it,
+    summary.json (what marks a run complete) last, and none of them if one cannot be."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    if any(target.iterdir()):  # it was empty when the command began
+        raise FileExistsError(errno.ENOTEMPTY, "filled by something else meanwhile", str(target))
+    names = sorted(os.listdir(staging), key=lambda name: name == "summary.json")
+    moved: list[str] = []
+    try:
+        for name in names:
+            os.rename(staging / name, target / name)
+            moved.append(name)
+    except BaseException:
+        for name in reversed(moved):
+            os.rename(target / name, staging / name)
+        raise
+    staging.rmdir()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from nmoe_sim.telemetry.output import check_output_dir, method_slug
+from nmoe_sim.telemetry.output import method_slug, place_dir
 from nmoe_sim.telemetry.plots import gating_heatmap
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import RUN_TABLES, columns
@@ -48,9 +48,9 @@ def write_run(
     staging: Path | None = None,
     extra: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
-    """Write the run directory via `staging` (default: a hidden folder beside it), renamed into
-    place once every file is written."""
-    check_output_dir(out_dir)
+    """Write the run directory via `staging` (default: a hidden folder beside it), put in place
+    once every file is written. `out_dir` must not exist or be empty: the caller checks that
+    before the work (check_output_dir), never after it."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = staging or out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -77,9 +77,7 @@ def write_run(
                 frame.to_csv(folder / f"{slug}.csv", index=False)
                 if plots:
                     gating_heatmap(freq, f"Gating: {method}", folder / f"{slug}.png")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        staging.rename(out_dir)
+        place_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from nmoe_sim.network.dynamics.schema import DynamicsConfig, LinkChangesConfig
 from nmoe_sim.network.dynamics.synthetic import GilbertElliott, LognormalFading
-from nmoe_sim.network.dynamics.traces import Trace, read_trace
+from nmoe_sim.network.dynamics.traces import Trace, TraceError, read_trace
 from nmoe_sim.network.flows import LinkState
 from nmoe_sim.network.radio.rates import Radio
 from nmoe_sim.network.topology import Topology
@@ -214,7 +214,13 @@ class _TraceCache:
 
 
 class DynamicsError(ValueError):
-    """Dynamics that cannot apply to this topology; the message names the key."""
+    """Dynamics that cannot apply to this topology; the message names the key. `unreadable`
+    and `defect`: a trace file is missing, or has a defect of its own."""
+
+    def __init__(self, message: str, *, unreadable: bool = False, defect: bool = False) -> None:
+        super().__init__(message)
+        self.unreadable = unreadable
+        self.defect = defect
 
 
 def build_link_changes(
@@ -235,8 +241,10 @@ def build_link_changes(
     for where, file, target in cfg.files():
         try:
             cache.read(file, target)
-        except ValueError as err:
-            raise DynamicsError(f"{where}: {err}") from None
+        except TraceError as err:
+            raise DynamicsError(
+                f"{where}: {err}", unreadable=err.unreadable, defect=not err.unreadable
+            ) from None
     kinds = {link_role(topology, u, v).kind for u, v in topology.graph.edges}
     for kind in ("access", "d2d", "backhaul"):
         if getattr(cfg, kind).is_set() and kind not in kinds:

@@ -23,10 +23,10 @@ class FadingConfig(StrictModel):
     """Log-normal fading of a link's rate: an AR(1) process on its logarithm (mean kept)."""
 
     sigma: float = Field(
-        gt=0,
+        ge=0.001,
         le=3,
-        description="standard deviation of the natural log of the rate factor, 0..3 (0.5: the "
-        "rate is within x/1.65 of its mean two thirds of the time)",
+        description="standard deviation of the natural log of the rate factor, 0.001..3 (0.5: "
+        "the rate is within x/1.65 of its mean two thirds of the time)",
     )
     correlation_s: float = Field(
         5.0, ge=0.01, le=1e6, description="correlation time of the log-rate, 0.01..1e6 s"
@@ -39,8 +39,12 @@ class FadingConfig(StrictModel):
 class GilbertElliottConfig(StrictModel):
     """Bursty loss: a good and a bad state held for exponential times."""
 
-    good_s: float = Field(10.0, ge=0.001, le=1e7, description="mean time in the good state, s")
-    bad_s: float = Field(0.5, ge=0.001, le=1e7, description="mean time in the bad state, s")
+    good_s: float = Field(
+        10.0, ge=0.001, le=1e7, description="mean time in the good state, 0.001..1e7 s"
+    )
+    bad_s: float = Field(
+        0.5, ge=0.001, le=1e7, description="mean time in the bad state, 0.001..1e7 s"
+    )
     good_loss: float = Field(0.0, ge=0, lt=1, description="share of packets lost when good")
     bad_loss: float = Field(0.1, ge=0, lt=1, description="share of packets lost when bad")
 

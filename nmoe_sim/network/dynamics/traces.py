@@ -33,7 +33,12 @@ CSV_COLUMNS = ("time_s", "bandwidth_mbps", "latency_ms", "loss")
 
 
 class TraceError(ValueError):
-    """A trace file that cannot be used; the message names the file, the line and the rule."""
+    """A trace file that cannot be used; the message names the file, the line and the rule.
+    `unreadable`: the file is missing or cannot be read at all (a user fixes that first)."""
+
+    def __init__(self, message: str, unreadable: bool = False) -> None:
+        super().__init__(message)
+        self.unreadable = unreadable
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def read_trace(
 def _read_lines(path: Path) -> list[str]:
     try:
         if not path.is_file():
-            raise TraceError(f"trace file {path} not found (or not a file)")
+            raise TraceError(f"trace file {path} not found (or not a file)", unreadable=True)
         size = path.stat().st_size
         if size > MAX_TRACE_BYTES:
             raise TraceError(
@@ -92,9 +97,9 @@ def _read_lines(path: Path) -> list[str]:
             )
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
-        raise TraceError(f"{path}: not UTF-8 text; a trace is a text file") from None
+        raise TraceError(f"{path}: not UTF-8 text; a trace is a text file", True) from None
     except OSError as err:
-        raise TraceError(f"cannot read trace {path}: {err.strerror or err}") from None
+        raise TraceError(f"cannot read trace {path}: {err.strerror or err}", True) from None
     return text.splitlines()
 
 

@@ -25,13 +25,15 @@ class HandoverConfig(StrictModel):
         200.0,
         ge=1,
         le=60_000,
-        description="how often signal strength is measured (ns-3's filter period: 200 ms)",
+        description="how often signal strength is measured, 1..60,000 ms (ns-3's filter "
+        "period: 200)",
     )
     interruption_ms: float = Field(
         50.0,
         ge=0,
         le=60_000,
-        description="time a handover cuts the client off: transfers pause, messages wait",
+        description="time a handover cuts the client off (transfers pause, messages wait), "
+        "0..60,000 ms",
     )
 
 
@@ -59,7 +61,7 @@ class MobilityConfig(StrictModel):
         description="gauss_markov: memory of speed and direction (0: random walk, 1: straight)",
     )
     time_step_s: float = Field(
-        1.0, ge=0.01, le=1e4, description="gauss_markov: step of speed and direction, s"
+        1.0, ge=0.01, le=1e4, description="gauss_markov: step of speed and direction, 0.01..1e4 s"
     )
     trace: str | None = Field(
         None, description="trace model: CSV file of time_s, client, x_m, y_m rows"

@@ -24,10 +24,10 @@ class DirectionConfig(StrictModel):
     tx_power_dbm: float = Field(ge=-30, le=60, description="transmit power, -30..60 dBm")
     noise_figure_db: float = Field(ge=0, le=30, description="receiver noise figure, 0..30 dB")
     efficiency: float = Field(
-        gt=0, le=1, description="alpha of TR 36.942: the share of Shannon's bound reached"
+        ge=0.01, le=1, description="alpha of TR 36.942: the share of Shannon's bound, 0.01..1"
     )
     max_spectral_efficiency: float = Field(
-        gt=0, le=30, description="b/s/Hz at most (TR 36.942: 4.4 down, 2.0 up)"
+        ge=0.01, le=30, description="b/s/Hz at most, 0.01..30 (TR 36.942: 4.4 down, 2.0 up)"
     )
     min_snr_db: float = Field(-10.0, ge=-50, le=50, description="below this SNR, no rate")
 
@@ -68,7 +68,10 @@ class RadioConfig(StrictModel):
         description="rayleigh: each step's rate is its mean over Rayleigh fading (ergodic rate)",
     )
     update_ms: float = Field(
-        1000.0, ge=10, le=600_000, description="how often a moving client's rate is recomputed"
+        1000.0,
+        ge=10,
+        le=600_000,
+        description="how often a moving client's rate is recomputed, 10..600,000 ms",
     )
     sharing: Literal["airtime", "none"] = Field(
         "airtime",

@@ -18,21 +18,28 @@ MAX_BYTES = 256_000_000
 
 
 class PositionTraceError(ValueError):
-    """A position trace that cannot be used; the message names the file and line."""
+    """A position trace that cannot be used; the message names the file and line.
+    `unreadable`: the file is missing or cannot be read at all."""
+
+    def __init__(self, message: str, unreadable: bool = False) -> None:
+        super().__init__(message)
+        self.unreadable = unreadable
 
 
 def read_positions(path: Path, layout: Layout) -> dict[str, list[tuple[float, float, float]]]:
     """client -> [(time, x, y), ...] in time order, every row checked."""
     try:
         if not path.is_file():
-            raise PositionTraceError(f"position trace {path} not found (or not a file)")
+            raise PositionTraceError(f"position trace {path} not found (or not a file)", True)
         if path.stat().st_size > MAX_BYTES:
             raise PositionTraceError(f"{path}: larger than {MAX_BYTES:,} bytes")
         lines = path.read_bytes().decode("utf-8").splitlines()
     except UnicodeDecodeError:
-        raise PositionTraceError(f"{path}: not UTF-8 text; a position trace is a CSV") from None
+        raise PositionTraceError(
+            f"{path}: not UTF-8 text; a position trace is a CSV", True
+        ) from None
     except OSError as err:
-        raise PositionTraceError(f"cannot read {path}: {err.strerror or err}") from None
+        raise PositionTraceError(f"cannot read {path}: {err.strerror or err}", True) from None
     rows: dict[str, list[tuple[float, float, float]]] = {}
     x0, y0, x1, y1 = layout.area
     seen_data = False
