@@ -4,6 +4,13 @@
     .venv/bin/python benchmarks/clock.py --cells 10 --transfers 100000
     .venv/bin/python benchmarks/clock.py --transports tcp         # one transport only
     .venv/bin/python benchmarks/clock.py --profile                # cProfile's top functions too
+    .venv/bin/python benchmarks/clock.py --dynamics               # static, then changing links
+
+With `--dynamics` each transport also runs the same workload with every client's access link
+(both ways) fading: a log-normal factor stepping every `--change-every-s` seconds (sigma 0.5,
+correlation 5 s), as `network.dynamics.access.fading` makes it. The flow network applies a change
+only to a link that carries flows (an idle link is read when next used), so the table counts the
+changes that met flows.
 
 Each transport (`fluid`, `tcp` with Linux's defaults and persistent connections) runs the same
 workload in turn, in this process; the table gives each one's wall time and the ratio to the first.
@@ -38,6 +45,12 @@ sys.path.insert(0, str(ROOT))
 from nmoe_sim.clock import run_clock  # noqa: E402
 from nmoe_sim.native import is_compiled  # noqa: E402
 from nmoe_sim.network import flows  # noqa: E402
+from nmoe_sim.network.dynamics.links import build_link_changes  # noqa: E402
+from nmoe_sim.network.dynamics.schema import (  # noqa: E402
+    DynamicsConfig,
+    FadingConfig,
+    LinkChangesConfig,
+)
 from nmoe_sim.network.flows import FlowNetwork  # noqa: E402
 from nmoe_sim.network.topology import Topology, mec  # noqa: E402
 from nmoe_sim.network.transports import TRANSPORTS, by_name  # noqa: E402
@@ -89,7 +102,7 @@ def client_loop(
         r += 1
 
 
-def run(args: argparse.Namespace, transport: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, transport: str, dynamic: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     topo = build(args.cells, args.per_cell, args.backhaul_mbps)
     build_s = time.perf_counter() - t0
@@ -106,7 +119,12 @@ def run(args: argparse.Namespace, transport: str) -> dict[str, Any]:
     compute = (rng.lognormal(0.0, 0.25, (n, rounds)) * args.compute_s * speed[:, None]).tolist()
 
     env = simpy.Environment()
-    net = FlowNetwork(topo, transport=by_name(transport))
+    changes = None
+    if dynamic:
+        fading = FadingConfig(sigma=0.5, correlation_s=5.0, step_s=args.change_every_s)
+        config = DynamicsConfig(access=LinkChangesConfig(fading=fading))
+        changes = build_link_changes(config, topo, args.seed)
+    net = FlowNetwork(topo, transport=by_name(transport), dynamics=changes)
     kinds = {"model_down": 0, "update_up": 0, "gate_pass": 0}
     t1 = time.perf_counter()
     c1 = time.process_time()
@@ -135,7 +153,8 @@ def run(args: argparse.Namespace, transport: str) -> dict[str, Any]:
     if completed != args.transfers:
         raise SystemExit(f"expected {args.transfers} transfers, the network finished {completed}")
     return {
-        "transport": transport,
+        "transport": transport + (" + fading" if dynamic else ""),
+        "changes": net.link_changes_applied,
         "clients": n,
         "transfers": completed,
         "build_s": build_s,
@@ -166,6 +185,12 @@ def main() -> None:
         help=f"comma-separated, run in this order (known: {', '.join(TRANSPORTS)})",
     )
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--dynamics", action="store_true", help="each transport again with fading access links"
+    )
+    parser.add_argument(
+        "--change-every-s", type=float, default=1.0, help="--dynamics: the fading's step"
+    )
     args = parser.parse_args()
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = [t for t in transports if t not in TRANSPORTS]
@@ -174,15 +199,17 @@ def main() -> None:
 
     rows = []
     for transport in transports:
-        if args.profile:
-            prof = cProfile.Profile()
-            stats = prof.runcall(run, args, transport)
-            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
-        else:
-            stats = run(args, transport)
-        # Peak RSS is the process's so far: the later transports' rows include the earlier.
-        stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append(stats)
+        for dynamic in (False, True) if args.dynamics else (False,):
+            if args.profile:
+                prof = cProfile.Profile()
+                stats = prof.runcall(run, args, transport, dynamic)
+                pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+            else:
+                stats = run(args, transport, dynamic)
+            # Peak RSS is the process's so far: later rows include the earlier ones'.
+            stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            stats["static_s"] = rows[-1]["run_s"] if dynamic else stats["run_s"]
+            rows.append(stats)
 
     table = Table(title="FlowNetwork clock-only benchmark (mec, max-min sharing)")
     for col in (
@@ -194,6 +221,8 @@ def main() -> None:
         "CPU time s",
         "transfers/s",
         f"wall / {rows[0]['transport']}",
+        "wall / static",
+        "link changes met",
         "simulated time s",
         "peak concurrent flows",
         "peak RSS MiB",
@@ -209,6 +238,8 @@ def main() -> None:
             f"{stats['cpu_s']:.2f}",
             f"{stats['transfers'] / stats['run_s']:,.0f}",
             f"{stats['run_s'] / rows[0]['run_s']:.2f}",
+            f"{stats['run_s'] / stats['static_s']:.2f}",
+            f"{stats['changes']:,}",
             f"{stats['sim_time_s']:,.1f}",
             f"{stats['peak_flows']:,}",
             f"{stats['peak_rss_mib']:,.0f}",

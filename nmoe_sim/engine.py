@@ -23,7 +23,7 @@ from nmoe_sim.methods import BASELINES, EXTRACTORS, parse_nmoe
 from nmoe_sim.models.spec import ModelSpec
 from nmoe_sim.network.build import NetworkSetup, build_network
 from nmoe_sim.network.devices import DeviceProfile
-from nmoe_sim.network.events import handover_events, link_states
+from nmoe_sim.network.events import handover_events, link_states, positions
 from nmoe_sim.pipelines.baselines import run_centralized, run_fedavg, run_local
 from nmoe_sim.pipelines.context import MethodResult, RunContext
 from nmoe_sim.pipelines.finished import Finished
@@ -34,7 +34,7 @@ from nmoe_sim.seeds import numpy_rng
 from nmoe_sim.telemetry.output import check_output_dir, default_run_dir, named_dir
 from nmoe_sim.telemetry.progress import RunProgress
 from nmoe_sim.telemetry.records import Recorder
-from nmoe_sim.telemetry.schema import LinkStateRecord
+from nmoe_sim.telemetry.schema import LinkStateRecord, PositionRecord
 from nmoe_sim.telemetry.summary import DatasetInfo, MethodSummary, PerClient, RunSummary
 from nmoe_sim.telemetry.writer import write_run
 
@@ -344,22 +344,23 @@ def record_network_events(
 def link_table(
     network: NetworkSetup, results: dict[str, MethodResult], console: Any
 ) -> dict[str, pd.DataFrame]:
-    """links.csv where links change: every changing link's states over the run's span."""
-    if network.link_changes is None:
-        return {}
+    """Run-level tables of a network that moves: links.csv where links change (every changing
+    link's states over the run's span), positions.csv where the layout is modelled."""
     end = max((method_end_s(r) for r in results.values()), default=0.0)
-    rows, cut = link_states(network.link_changes, network.mobility, end)
-    if cut and console is not None:
-        console.print(
-            f"links.csv: cut at {len(rows):,} rows (every changing link's steps over {end:g} s "
-            "of simulated time would be more)",
-            highlight=False,
-        )
-    return {
-        "links.csv": pd.DataFrame(
-            [asdict(r) for r in rows], columns=[f.name for f in fields(LinkStateRecord)]
-        )
-    }
+    tables: dict[str, pd.DataFrame] = {}
+    for name, (rows, cut), record in (
+        ("links.csv", link_states(network.link_changes, network.mobility, end), LinkStateRecord),
+        ("positions.csv", positions(network.mobility, end), PositionRecord),
+    ):
+        if cut and console is not None:
+            console.print(
+                f"{name}: cut at {len(rows):,} rows ({end:g} s of simulated time would take more)",
+                highlight=False,
+            )
+        if rows:
+            names = [f.name for f in fields(record)]
+            tables[name] = pd.DataFrame([asdict(r) for r in rows], columns=names)
+    return tables
 
 
 def build_summary(

@@ -7,7 +7,7 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ import pytest
 from nmoe_sim.telemetry.records import Recorder
 from nmoe_sim.telemetry.schema import (
     RUN_TABLES,
+    EventRecord,
     QueryRecord,
     RoundRecord,
     TaskRecord,
@@ -47,6 +48,7 @@ def _one_of_each() -> Recorder:
     recorder.metric(log, "fedavg", 1, 2.0, 0.5, 1.0)
     query = QueryRecord(0, 0, 3, 2.0, 2.5, 500.0, "0", "0", 0, True, True, False)
     recorder.record_queries("fedavg", [query])
+    recorder.record_events("fedavg", [EventRecord(1.5, "handover", "c0", "bs0", "bs1")])
     return recorder
 
 
@@ -103,6 +105,7 @@ def _summary(served: bool) -> RunSummary:
         updates=UpdateCounts(applied=3, dropped={"dropout": 1, "late": 2}),
         per_client=PerClient(accuracy_global=[0.7, 0.8], accuracy_local=[0.6, 0.9]),
         inference=inference if served else None,
+        handovers=3,
     )
     return RunSummary(
         scenario="hand",
@@ -128,6 +131,13 @@ def test_summary_round_trips_through_json(served: bool) -> None:
     assert back.methods["local"].inference is None
     assert "inference" not in json.loads(text)["methods"]["local"]
     assert (back.methods["nmoe/fedsc/fedgate"].inference is not None) == served
+    assert back.methods["nmoe/fedsc/fedgate"].handovers == 3
+
+
+def test_handovers_are_left_out_where_nothing_moves() -> None:
+    still = replace(_summary(False).methods["local"], handovers=None)
+    assert "handovers" not in still.to_dict()
+    assert MethodSummary.from_dict(still.to_dict()).handovers is None
 
 
 def test_summary_keys_are_the_model_fields_in_order() -> None:

@@ -1,5 +1,5 @@
-"""What a network that moves did, as the run's tables: each method's handovers (events.csv) and
-the states of every changing link over the run (links.csv).
+"""What a network that moves did, as the run's tables: each method's handovers (events.csv), the
+states of every changing link over the run (links.csv) and where the nodes were (positions.csv).
 
 Both are pure functions of simulated time (schedules and tracks do not depend on the traffic),
 so they are computed once the methods have run, for each method's span [0, its end].
@@ -11,7 +11,7 @@ import math
 
 from nmoe_sim.network.dynamics.links import LinkChanges, link_role
 from nmoe_sim.network.mobility.attachment import Mobility
-from nmoe_sim.telemetry.schema import EventRecord, LinkStateRecord
+from nmoe_sim.telemetry.schema import EventRecord, LinkStateRecord, PositionRecord
 
 MAX_LINK_ROWS = 2_000_000  # links.csv beyond this is cut (the README says so); one warning
 
@@ -78,3 +78,27 @@ def _attached_spans(
     if start is not None:
         spans.append((start, end_s))
     return spans
+
+
+def positions(
+    mobility: Mobility | None, end_s: float, max_rows: int = MAX_LINK_ROWS
+) -> tuple[list[PositionRecord], bool]:
+    """Base stations, then each client's track knots over [0, end_s] (with its position at
+    end_s); returns (rows, cut short)."""
+    if mobility is None:
+        return [], False
+    rows = [
+        PositionRecord(s, "station", 0.0, x, y) for s, (x, y) in mobility.layout.stations.items()
+    ]
+    for client in mobility.clients:
+        track = mobility.tracks[client]
+        track.reach(end_s)
+        for t, x, y in zip(track.times, track.xs, track.ys, strict=True):
+            if t >= end_s:
+                break
+            rows.append(PositionRecord(client, "client", t, x, y))
+        x, y = track.at(end_s)
+        rows.append(PositionRecord(client, "client", end_s, x, y))
+        if len(rows) >= max_rows:
+            return rows[:max_rows], True
+    return rows, False

@@ -137,6 +137,19 @@ class LinkStateRecord:
     loss: float
 
 
+@dataclass(frozen=True)
+class PositionRecord:
+    """Where a node is (positions.csv, one table for the run, where the layout is modelled):
+    base stations once at time 0 (`role` "station"), each client at the knots of its track
+    (it moves in a straight line from one row to its next)."""
+
+    node: str
+    role: str
+    t_s: float
+    x_m: float
+    y_m: float
+
+
 # Every CSV of a run with its row type: the writer writes these, the report reads them.
 RUN_TABLES: dict[str, type] = {
     "metrics.csv": MetricRecord,

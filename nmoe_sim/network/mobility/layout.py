@@ -1,8 +1,8 @@
 """Where base stations and clients are on the plane (metres), and the area clients move in.
 
-Base stations are the non-client nodes that serve clients directly (a `mec` topology's `bs*`,
-a `star`'s hub). A topology file may give every node `x_m` and `y_m`; generated topologies (and
-files without positions) get a default layout: base stations on a square grid
+Base stations are the nodes that serve clients directly and every node of role `edge` (a `mec`
+topology's `bs*`, a `star`'s hub). A topology file may give every node `x_m` and `y_m`; generated
+topologies (and files without positions) get a default layout: base stations on a square grid
 `inter_site_distance_m` apart, in the order of the graph, and each client uniformly within half
 that distance of the base station it is linked to (seeded per client), so it starts in its own
 cell. The area is the box around the base stations reaching half the distance beyond them
@@ -52,8 +52,10 @@ def serving_stations(topology: Topology) -> dict[str, str]:
 
 def build_layout(topology: Topology, inter_site_distance_m: float, seed: int) -> Layout:
     home = serving_stations(topology)
-    stations = sorted(set(home.values()), key=list(topology.graph).index)
     g = topology.graph
+    # Every edge node can serve a client that walks into its cell, clients at time 0 or not.
+    serving = set(home.values()) | {n for n, r in g.nodes.data("role") if r == "edge"}
+    stations = [n for n in g if n in serving]
     given = [n for n in (*stations, *home) if "x_m" in g.nodes[n]]
     if given:
         missing = [n for n in (*stations, *home) if "x_m" not in g.nodes[n]]
