@@ -4,6 +4,7 @@ integral of the rate (fluid) and a round-by-round stepping of slow start (tcp)."
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Generator
 
 import numpy as np
@@ -480,3 +481,78 @@ def test_a_link_timer_always_moves_on_whatever_the_rounding() -> None:
     (end,), _ = send(one_link(latency_ms=3), FluidTransport(), [(0.0, 2_500_000)], Every(Counted()))
     steps = math.ceil(end / 0.1)
     assert len(calls) <= 2 * steps + 4
+
+
+# ------------------------------------------------------------------ shortcuts keep the numbers
+
+
+def _client(node: str) -> bool:
+    return node[0] == "c" and node[1:].isdigit()
+
+
+class AccessFading:
+    """Every client's access link (both ways) fades with its own seeded process."""
+
+    def __init__(self, sigma: float, step_s: float, base_mbps: float) -> None:
+        self.sigma, self.step_s, self.base = sigma, step_s, base_mbps
+        self._made: dict[tuple[str, str], LinkProfile] = {}
+
+    def schedule(self, u: str, v: str, attrs: object = None) -> LinkProfile | None:
+        if not (_client(u) or _client(v)):
+            return None  # the backhaul stays as it is
+        if (u, v) not in self._made:
+            seed = zlib.crc32(f"{u}>{v}".encode())
+            fading = LognormalFading(self.sigma, 2.0, self.step_s, np.random.default_rng(seed))
+            self._made[(u, v)] = LinkProfile(self.base * MBPS, 0.002, 0.0, factor=fading)
+        return self._made[(u, v)]
+
+    def medium(self, u: str, v: str) -> None:
+        return None
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(10_000, 2_000_000), min_size=2, max_size=12),
+    starts=st.lists(st.floats(0.0, 3.0), min_size=12, max_size=12),
+    backhaul_mbps=st.sampled_from([5.0, 20.0, 80.0]),
+    sigma=st.sampled_from([0.2, 1.0]),
+    transport=st.sampled_from([FluidTransport, TcpTransport]),
+)
+def test_moving_a_flow_whose_changed_cap_does_not_bind_gives_the_full_solve(
+    sizes: list[int],
+    starts: list[float],
+    backhaul_mbps: float,
+    sigma: float,
+    transport,
+) -> None:
+    """Fading access links behind a shared backhaul: the shortcut that skips re-solving max-min
+    when a flow's own cap changes without binding ends every transfer exactly where re-solving
+    every time does."""
+    from nmoe_sim.network.topology import mec
+
+    def run(shortcut: bool) -> list[float]:
+        topo = mec(
+            1,
+            len(sizes),
+            access_mbps=10.0,
+            access_latency_ms=2.0,
+            backhaul_mbps=backhaul_mbps,
+            backhaul_latency_ms=1.0,
+        )
+        env = simpy.Environment()
+        net = FlowNetwork(topo, transport=transport(), dynamics=AccessFading(sigma, 0.25, 10.0))
+        net.skip_unbinding_solves = shortcut
+        ends = [math.nan] * len(sizes)
+
+        def one(i: int) -> Generator:
+            yield env.timeout(starts[i])
+            src, dst = (f"c{i}", "cloud") if i % 2 else ("cloud", f"c{i}")
+            yield from net.carry(env, src, dst, sizes[i])
+            ends[i] = env.now
+
+        for i in range(len(sizes)):
+            env.process(one(i))
+        env.run()
+        return ends
+
+    assert run(True) == pytest.approx(run(False), rel=1e-9)

@@ -453,6 +453,10 @@ class FlowNetwork:
         self._rerouted: dict[_Event, _Route] = {}
         self.flows_rerouted = 0
         self._media: dict[Any, _Medium] = {}
+        self._timers_due: dict[float, int] = {}  # link timers queued, by time (stale ones too)
+        # Skip re-solving max-min where a flow's own cap changes without binding (the numbers
+        # are the same either way; tests turn it off to check that).
+        self.skip_unbinding_solves = True
 
     # ---------------------------------------------------------------- public
 
@@ -684,23 +688,28 @@ class FlowNetwork:
         if link.state_version != old_version:
             if link.users:
                 self.link_changes_applied += 1
-            self._link_moved(link, old_capacity, now, self._pending_seeds())
+            self._link_moved(link, old_capacity, now)
         self._arm_link(link, now)
 
-    def _link_moved(
-        self, link: _Link, old_capacity: float, now: float, seeds: list[_Class]
-    ) -> None:
+    def _link_moved(self, link: _Link, old_capacity: float, now: float) -> None:
         """A link's state changed: its flows' shares where its capacity moved, and the bounds
-        of the flows on routes whose constants depend on it."""
+        of the flows on routes whose constants depend on it. A re-solve of max-min is asked
+        for only where some rate may move."""
+        seeds = self._pending
+        asked = len(seeds)
         flows = link.flows
         if flows and link.capacity_bps != old_capacity:
             if len(flows) == 1:  # its own link: the capacity is part of its class's cap
-                self._reclassify(next(iter(flows.values())), now, seeds)
+                flow = next(iter(flows.values()))
+                if not (self.skip_unbinding_solves and self._rekey_unbinding(flow, now)):
+                    self._reclassify(flow, now, seeds)
             else:
                 seeds.extend(link.classes)
         for route in link.routes:
             if route.flows:  # the others are brought up to date when next used
                 self._retime_route(route, now, seeds)
+        if len(seeds) != asked:
+            self._unsolved = True
 
     def _busy(self, link: _Link, busy: bool, now: float) -> None:
         """A link of a medium starts or stops carrying flows: every busy member's share moves."""
@@ -711,14 +720,13 @@ class FlowNetwork:
         else:
             del medium.busy[link]
         n = len(medium.busy)
-        seeds = self._pending_seeds()
         for member in list(medium.busy):
             capacity = member.nominal_bps / n
             if capacity != member.capacity_bps:
                 old = member.capacity_bps
                 member.capacity_bps = capacity
                 member.state_version += 1
-                self._link_moved(member, old, now, seeds)
+                self._link_moved(member, old, now)
 
     def _retime_route(self, route: _Route, now: float, seeds: list[_Class]) -> None:
         self._set_constants(route)
@@ -764,21 +772,34 @@ class FlowNetwork:
             assert env is not None
             delay = link.until_s - now
             _schedule(env, _Event(self._link_cbs, (link, link.timer_token)), delay)
+            t = now + delay  # the timer's time, computed as `_schedule` does
+            self._timers_due[t] = self._timers_due.get(t, 0) + 1
 
     def _on_link_timer(self, event: _Event) -> None:
         link, token = event._value
-        if token != link.timer_token:
-            return  # re-armed since
-        link.timer_at = math.inf
-        if link.users:  # a link nobody depends on is read when next used
-            now = self._now()
-            self._update_link(link, now)
-            self._flush(now)
+        now = self._now()
+        due = self._timers_due
+        left = due[now] - 1
+        if left:
+            due[now] = left
+        else:
+            del due[now]
+        if token == link.timer_token:  # (else re-armed since)
+            link.timer_at = math.inf
+            if link.users:  # a link nobody depends on is read when next used
+                self._update_link(link, now)
+        # Links that change together (steps at the same instant) cost one re-solve.
+        self._flush(now)
 
     def _flush(self, now: float) -> None:
-        """Re-solve max-min now if something asked for it and no later start or wake-up of this
-        instant will."""
-        if self._unsolved and now not in self._starts_due and self._wake_at != now:
+        """Re-solve max-min now if something asked for it and no later start, wake-up or link
+        change of this instant will."""
+        if (
+            self._unsolved
+            and now not in self._starts_due
+            and self._wake_at != now
+            and now not in self._timers_due
+        ):
             self._reshare_pending(now)
 
     # ---------------------------------------------------------------- flow arrival / departure
@@ -825,7 +846,7 @@ class FlowNetwork:
             ramp = Ramp(now, message.rtt_s, message.window_bits, message.max_window_bits, size_bits)
         flow = _Flow(fid, route, size_bits, done, now, message.cap_bps, ramp, message)
         self._attach(flow, route, size_bits, now)
-        if now not in self._starts_due and self._wake_at != now:
+        if now not in self._starts_due and self._wake_at != now and now not in self._timers_due:
             self._reshare_pending(now)  # the instant's last start, and no flow ends in it
 
     def _attach(self, flow: _Flow, route: _Route, remaining_bits: float, now: float) -> None:
@@ -878,7 +899,7 @@ class FlowNetwork:
             if cls.alive and entry.version == cls.version:
                 self._class_due(cls, now)
         self._waking = False
-        if self._unsolved and now not in self._starts_due:
+        if self._unsolved and now not in self._starts_due and now not in self._timers_due:
             self._reshare_pending(now)
         while due:
             head = due[0]
@@ -1186,6 +1207,43 @@ class FlowNetwork:
             seeds.append(old)
         self._join(flow, new, remaining, now)
         seeds.append(new)
+
+    def _rekey_unbinding(self, flow: _Flow, now: float) -> bool:
+        """Move a flow whose own cap changed to its new class without re-solving max-min, where
+        the change cannot move any rate: its rate is set by a shared link, not by its cap, and
+        the new cap is still at least that rate (a constraint that does not bind, loosened or
+        tightened down to the allocation, leaves a max-min allocation as it is). Fading access
+        links behind a crowded backhaul change that way all the time. False: re-solve."""
+        cls = flow.cls
+        assert cls is not None
+        rate = cls.rate_bps
+        if not cls.links or rate >= cls.cap_bps:
+            return False  # alone on its links, or held by its own cap: the change binds
+        new = self._class_for(flow, now)
+        if new is cls:
+            return True
+        if new.cap_bps < rate or (new.n > 0 and new.rate_bps != rate):
+            return False
+        self._advance(cls, now)
+        remaining = flow.finish_v - cls.v_bits
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited:
+            assert cls.ramping is not None
+            del cls.ramping[flow]
+            if flow.finish_v == _UNPLANNED:
+                cls.unplanned.remove(flow)
+            else:
+                ramp.advance(now, rate)
+            if not ramp.exited:
+                remaining = ramp.left
+        cls.n -= 1  # its heap entry goes stale; the others keep their rate
+        if cls.n == 0:
+            self._drop(cls)
+        self._join(flow, new, remaining, now)
+        self._set_rate(new, rate, now)  # plans a flow in slow start, arms the timer
+        if self._unsolved:  # a solve comes at this instant anyway (rates read may be stale)
+            self._pending.append(new)
+        return True
 
     def _drop(self, cls: _Class) -> None:
         cls.alive = False
