@@ -29,14 +29,17 @@ import pandas as pd
 
 from nmoe_sim.report import figures as F
 from nmoe_sim.report import html as H
+from nmoe_sim.report import network as N
 from nmoe_sim.report.timeline import chrome_trace
 from nmoe_sim.telemetry.output import method_slug, named_dir, place_dir
-from nmoe_sim.telemetry.schema import RUN_TABLES, columns
+from nmoe_sim.telemetry.schema import RUN_TABLES, LinkStateRecord, PositionRecord, columns
 from nmoe_sim.telemetry.summary import MethodSummary, RunSummary
 
 MARKER = ".nmoe-sim-report"
 EXPECTED = "expected a run directory (with summary.json) or a sweep directory (with sweep.csv)"
-RUN_FILES = ("summary.json", "config.yaml", *RUN_TABLES, "partition.csv")
+# A moving network's run-level tables: one for the run, no method column.
+NETWORK_TABLES: dict[str, type] = {"links.csv": LinkStateRecord, "positions.csv": PositionRecord}
+RUN_FILES = ("summary.json", "config.yaml", *RUN_TABLES, *NETWORK_TABLES, "partition.csv")
 
 
 class ReportError(Exception):
@@ -74,14 +77,71 @@ def check_target(target: Path) -> None:
 def read_run_table(folder: Path, name: str) -> pd.DataFrame | None:
     """One of the run's CSVs (schema.RUN_TABLES), refused unless it has the schema's columns
     and every value has its column's type (a truncated or edited file is named, with the line)."""
-    path = folder / name
-    frame = read_csv(path, columns(RUN_TABLES[name]))
+    return _read_table(folder / name, RUN_TABLES[name], per_method=True)
+
+
+def read_network_table(folder: Path, name: str) -> pd.DataFrame | None:
+    """links.csv or positions.csv (NETWORK_TABLES): the record's columns without a method, each
+    value of its column's type, then the checks of `_check_network_table`."""
+    frame = _read_table(folder / name, NETWORK_TABLES[name], per_method=False)
+    return None if frame is None else _check_network_table(folder / name, frame)
+
+
+def _read_table(path: Path, record: type, per_method: bool) -> pd.DataFrame | None:
+    need = columns(record) if per_method else tuple(f.name for f in dataclasses.fields(record))
+    frame = read_csv(path, need)
     if frame is None:
         return None
-    for f in dataclasses.fields(RUN_TABLES[name]):
-        kind, _ = _column_kind(RUN_TABLES[name], f)
+    for f in dataclasses.fields(record):
+        kind, _ = _column_kind(record, f)
         frame[f.name] = _checked_column(path, frame, f.name, kind, True)
-    frame["method"] = _checked_column(path, frame, "method", "str", False)
+    if per_method:
+        frame["method"] = _checked_column(path, frame, "method", "str", False)
+    return frame
+
+
+def _check_network_table(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """What a moving network's tables must hold beyond their types: names and times everywhere,
+    links named `u>v`, rates and times not negative, roles `station` or `client`, a source and
+    a target for every handover. ReportError naming the file, the line and the column."""
+    name = path.name
+    texts = {
+        "events.csv": ("kind", "node"),
+        "links.csv": ("link",),
+        "positions.csv": ("node", "role"),
+    }[name]
+    record = RUN_TABLES.get(name) or NETWORK_TABLES[name]
+    # every value is needed (a handover's source and target: below, by kind)
+    needed = [f.name for f in dataclasses.fields(record) if f.name not in ("source", "target")]
+    for column in needed:
+        _checked_column(path, frame, column, "str", False)
+    for column in texts:
+        frame[column] = frame[column].astype(str)
+
+    def refuse(bad: pd.Series, column: str, what: str) -> None:
+        if bad.any():
+            at = int(bad.to_numpy().argmax())
+            raise ReportError(
+                f"{path}: line {at + 2}: {column} must be {what}, got "
+                f"{_shown(frame[column].iloc[at])}"
+            )
+
+    refuse(frame["t_s"] < 0, "t_s", "a time of the run (0 or later, seconds)")
+    if name == "events.csv":
+        handover = frame["kind"] == "handover"
+        for column in ("source", "target"):
+            empty = (handover & frame[column].isna()).to_numpy()
+            if empty.any():
+                raise ReportError(
+                    f"{path}: line {int(empty.argmax()) + 2} has no {column} (a handover names "
+                    "the base station the client leaves and the one it joins)"
+                )
+            frame[column] = frame[column].fillna("").astype(str)
+    elif name == "links.csv":
+        refuse(frame["link"].map(N.split_link).isna(), "link", "'u>v' (e.g. c3>bs0)")
+        refuse(frame["bandwidth_mbps"] < 0, "bandwidth_mbps", "0 or more (Mbit/s)")
+    else:
+        refuse(~frame["role"].isin(["station", "client"]), "role", "'station' or 'client'")
     return frame
 
 
@@ -166,6 +226,11 @@ class RunData:
     tasks: pd.DataFrame | None
     inference: pd.DataFrame | None
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+    # A moving network's tables (absent where nothing moves); rounds.csv is read with them.
+    events: pd.DataFrame | None = None
+    links: pd.DataFrame | None = None
+    positions: pd.DataFrame | None = None
+    rounds: pd.DataFrame | None = None
 
     @property
     def methods(self) -> dict[str, MethodSummary]:
@@ -268,6 +333,9 @@ def load_run(path: Path) -> RunData:
         heatmaps[by_slug.get(csv.stem, csv.stem)] = matrix
     order = {m: i for i, m in enumerate(summary.methods)}
     heatmaps = dict(sorted(heatmaps.items(), key=lambda kv: order.get(kv[0], len(order))))
+    events = read_run_table(path, "events.csv")
+    if events is not None:
+        events = _check_network_table(path / "events.csv", events)
     return RunData(
         path=path,
         summary=summary,
@@ -276,6 +344,12 @@ def load_run(path: Path) -> RunData:
         tasks=read_run_table(path, "tasks.csv"),
         inference=read_run_table(path, "inference.csv"),
         heatmaps=heatmaps,
+        events=events,
+        links=read_network_table(path, "links.csv"),
+        positions=read_network_table(path, "positions.csv"),
+        # only beside the handovers it is counted against: a static run's report reads what it
+        # always read
+        rounds=read_run_table(path, "rounds.csv") if events is not None else None,
     )
 
 
@@ -510,9 +584,11 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
         blocks.append(H.figure(fig) if fig is not None else H.note(missing))
 
     blocks += [H.heading("Inference"), *_inference_blocks(data, colours, folder)]
+    blocks += _network_blocks(data, colours, folder)
 
     about = {"scenario": s.scenario, "seed": s.seed, "run": str(data.path.resolve())}
-    timeline = chrome_trace(tasks, trace, about)
+    clients = N.client_names(data.links, data.events, data.positions)
+    timeline = chrome_trace(tasks, trace, about, data.events, data.links, clients)
     (folder / "timeline.json").write_text(
         json.dumps(timeline, ensure_ascii=False, allow_nan=False), encoding="utf-8"
     )
@@ -524,7 +600,7 @@ def _run_report(data: RunData, folder: Path, back: str) -> str:
         "one track per node (transfers on the sender's track). Open it in Perfetto: "
         + H.link("https://ui.perfetto.dev", "ui.perfetto.dev")
         + " → <i>Open trace file</i> (or chrome://tracing → <i>Load</i>). Times shown as "
-        "seconds there are simulated seconds.</p>",
+        "seconds there are simulated seconds." + _network_timeline_note(data) + "</p>",
     ]
     files = [f for f in RUN_FILES if (data.path / f).is_file()]
     blocks += [
@@ -548,6 +624,91 @@ def _run_intro(s: RunSummary, back: str, path: Path) -> str:
         + H.escape_text("; ".join(parts))
         + ".</p>"
     )
+
+
+def _network_timeline_note(data: RunData) -> str:
+    notes = []
+    if data.events is not None:
+        notes.append("each handover is an instant event on the moving client's track")
+    if data.links is not None:
+        notes.append(
+            "each changing link's capacity is a counter (Mbit/s) in the process "
+            "<i>network (links.csv)</i>, 0 where a client's access link ends at a handover"
+        )
+    if not notes:
+        return ""
+    text = "; ".join(notes)
+    return " " + text[0].upper() + text[1:] + "."
+
+
+def _network_blocks(data: RunData, colours: dict[str, Any], folder: Path) -> list[str]:
+    """The "Mobile network" section: only where the run has events.csv, links.csv or
+    positions.csv (a network that moves or changes); each figure only where its files are."""
+    if data.events is None and data.links is None and data.positions is None:
+        return []
+    clients = N.client_names(data.links, data.events, data.positions)
+    end = N.run_end(
+        N.method_ends(data.methods),
+        (data.links, "t_s"),
+        (data.events, "t_s"),
+        (data.positions, "t_s"),
+    )
+    handovers = N.handover_timeline(data.events) if data.events is not None else None
+    steps = N.access_steps(data.links, clients, end) if data.links is not None else None
+    blocks = [H.heading("Mobile network"), H.paragraph(_network_line(data, steps))]
+
+    if data.positions is not None:
+        fig = F.positions_figure(data.positions, handovers, folder / "network_positions.png")
+        blocks.append(H.figure(fig) if fig else H.note("positions.csv has no rows."))
+    else:
+        blocks.append(H.note("No positions figure: the run has no positions.csv."))
+
+    if steps is not None:
+        fig = F.access_rate_figure(steps, handovers, end, folder / "network_access_rate.png")
+        missing = "No access rate figure: links.csv lists no client's access link."
+        blocks.append(H.figure(fig) if fig else H.note(missing))
+    else:
+        blocks.append(H.note("No access rate figure: the run has no links.csv."))
+
+    if data.events is None:
+        blocks.append(H.note("No round time against handovers: the run has no events.csv."))
+    elif data.rounds is None or data.rounds.empty:
+        blocks.append(H.note("No round time against handovers: rounds.csv has no rounds."))
+    else:
+        counts = N.round_handovers(data.rounds, data.events)
+        fig = F.round_handover_figure(counts, colours, folder / "network_round_handovers.png")
+        assert fig is not None  # (rounds, so dots)
+        blocks += [
+            H.figure(fig),
+            H.paragraph(
+                "Mean round time of the rounds with and without a handover (rounds.csv against "
+                "events.csv, as in the figure):"
+            ),
+            H.table(N.round_time_table(counts)),
+        ]
+    return blocks
+
+
+def _network_line(data: RunData, steps: pd.DataFrame | None) -> str:
+    """One line: handovers per method, and the clients' mean access rates."""
+    parts = []
+    counts = N.handovers_per_method(data.events, {m: s.handovers for m, s in data.methods.items()})
+    if counts:
+        by_count: dict[int, list[str]] = {}
+        for method, n in counts.items():
+            by_count.setdefault(n, []).append(method)
+        parts.append(
+            "Handovers per method: "
+            + "; ".join(f"{n} ({', '.join(ms)})" for n, ms in sorted(by_count.items()))
+        )
+    means = N.time_weighted_means(steps) if steps is not None else {}
+    if means:
+        rates = ", ".join(f"{d}link {means[d]:.1f} Mbit/s" for d in N.DIRECTIONS if d in means)
+        parts.append(
+            f"Mean access rate {rates} (each client's average over the run, then the mean over "
+            f"{steps['client'].nunique() if steps is not None else 0} clients; links.csv)"
+        )
+    return (". ".join(parts) + ".") if parts else "The network's tables have no rows."
 
 
 def _inference_blocks(data: RunData, colours: dict[str, Any], folder: Path) -> list[str]:

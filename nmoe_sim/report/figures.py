@@ -20,10 +20,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
+from nmoe_sim.report import network as N
 from nmoe_sim.report.timeline import node_order
 from nmoe_sim.telemetry.summary import MethodSummary
 
@@ -579,3 +581,274 @@ def _log_x(values: Sequence[Any], numeric: bool) -> bool:
         return False
     xs = [float(v) for v in values]
     return min(xs) > 0 and max(xs) / min(xs) >= 100
+
+
+# --- a moving network (positions.csv, links.csv, events.csv) ---------------------------------
+
+MAX_ACCESS_PANELS = 36  # clients beyond this are left out of the access rate figure (said so)
+
+
+def client_colours(clients: Iterable[str]) -> dict[str, Any]:
+    """A colour per client in node order: tab10 up to ten clients, then tab20's twenty."""
+    ordered = node_order(clients)
+    palette = _listed_colours("tab10" if len(ordered) <= 10 else "tab20")
+    return {c: palette[i % len(palette)] for i, c in enumerate(ordered)}
+
+
+def _box(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float, float]:
+    """(x_min, x_max, y_min, y_max) around the points with a margin."""
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad = max(0.08 * max(x1 - x0, y1 - y0), 5.0)
+    return x0 - pad, x1 + pad, y0 - pad, y1 + pad
+
+
+def positions_figure(
+    positions: pd.DataFrame, handovers: pd.DataFrame | None, path: Path
+) -> Figure | None:
+    """Base stations, their cells (nearest station) and each client's track over the run."""
+    sites = N.stations(positions)
+    paths = N.tracks(positions)
+    if not sites and not paths:
+        return None
+    xs = [x for x, _ in sites.values()] + [x for p in paths.values() for x in p["x_m"]]
+    ys = [y for _, y in sites.values()] + [y for p in paths.values() for y in p["y_m"]]
+    box = _box(xs, ys)
+    x0, x1, y0, y1 = box
+    height = float(np.clip(7.5 * (y1 - y0) / (x1 - x0), 3.5, 9.0))
+    fig, ax = plt.subplots(figsize=(10, height + 1.0))
+    if len(sites) >= 2:
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 400), np.linspace(y0, y1, 400))
+        shades = _listed_colours("Pastel1" if len(sites) <= 9 else "Pastel2")
+        cells = N.nearest_station(sites, gx, gy) % len(shades)
+        ax.imshow(
+            cells,
+            extent=(x0, x1, y0, y1),
+            origin="lower",
+            cmap=ListedColormap(shades),
+            vmin=-0.5,
+            vmax=len(shades) - 0.5,
+            alpha=0.45,
+            interpolation="nearest",
+            zorder=0,
+        )
+        for (ax_, ay), (bx, by) in N.cell_edges(sites, box):
+            ax.plot([ax_, bx], [ay, by], color="dimgrey", linewidth=1.0, zorder=1)
+    colours = client_colours(paths)
+    for client in node_order(paths):
+        track = paths[client]
+        colour = colours[client]
+        ax.plot(track["x_m"], track["y_m"], color=colour, linewidth=1.4, label=client, zorder=2)
+        first, last = track.iloc[0], track.iloc[-1]
+        ax.scatter(first["x_m"], first["y_m"], marker="o", s=36, color=colour, zorder=3)
+        ax.scatter(
+            last["x_m"], last["y_m"], marker="s", s=36, color=colour, edgecolors="k", zorder=3
+        )
+    moved = 0
+    if handovers is not None:
+        for t, node in zip(handovers["t_s"], handovers["node"], strict=True):
+            if str(node) in paths:
+                x, y = N.position_at(paths[str(node)], float(t))
+                ax.scatter(
+                    x, y, marker="X", s=60, color=colours[str(node)], edgecolors="k", zorder=4
+                )
+                moved += 1
+    for name, (x, y) in sites.items():
+        ax.scatter(x, y, marker="^", s=140, color="black", zorder=5)
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(0, 9),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            fontweight="bold",
+            zorder=6,
+        )
+    handles, labels = ax.get_legend_handles_labels()
+    if len(paths) > 20:  # a colour per client still, but no list of names
+        handles, labels = [], []
+    keys = [
+        ("^", "black", "base station"),
+        ("o", "grey", "track start"),
+        ("s", "grey", "track end"),
+        ("X", "grey", "handover"),
+    ]
+    for marker, colour, label in keys[: 4 if moved else 3]:
+        handles.append(Line2D([], [], marker=marker, color=colour, linestyle="", markersize=7))
+        labels.append(label)
+    ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title("Base stations, their cells and the clients' tracks")
+    _save(fig, path)
+    caption = (
+        "Base stations (triangles) and the clients' tracks over the run (positions.csv): each "
+        "client moves in a straight line from one point of its track to the next, from the "
+        "circle to the square. The shading and the grey lines are the cells at equal transmit "
+        "power (every point served by its nearest base station). "
+    )
+    if moved:
+        caption += (
+            "Crosses mark where a client was at each handover (events.csv); handovers follow the "
+            "measured signal (with the scenario's hysteresis, time to trigger and shadowing), so "
+            "they come some way from the drawn boundary."
+        )
+    return Figure(path.name, "Client positions and cells", caption.strip())
+
+
+def _spans(rows: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(station, start, end) of a client's consecutive steps at one station."""
+    out: list[tuple[str, float, float]] = []
+    for station, t, end in zip(rows["station"], rows["t_s"], rows["t_end_s"], strict=True):
+        if out and out[-1][0] == station and out[-1][2] == t:
+            out[-1] = (station, out[-1][1], float(end))
+        else:
+            out.append((str(station), float(t), float(end)))
+    return out
+
+
+def access_rate_figure(
+    steps: pd.DataFrame, handovers: pd.DataFrame | None, end_s: float, path: Path
+) -> Figure | None:
+    """Small multiples, one panel per client: its downlink and uplink access rates over time,
+    shaded by the base station serving it, handovers as dashed ticks."""
+    if steps.empty:
+        return None
+    clients = node_order(steps["client"].astype(str))
+    shown = clients[:MAX_ACCESS_PANELS]
+    n = len(shown)
+    ncols = 1 if n <= 12 else 2 if n <= 24 else 3
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(11 if ncols == 1 else 6.5 * ncols, 1.15 * nrows + 1.4),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    station_names = node_order(steps["station"].astype(str))
+    shades = _listed_colours("Pastel1" if len(station_names) <= 9 else "Pastel2")
+    station_colour = {s: shades[i % len(shades)] for i, s in enumerate(station_names)}
+    line = {"down": ("tab:blue", "downlink (base station → client)")}
+    line["up"] = ("tab:orange", "uplink (client → base station)")
+    ticks = 0
+    for index, client in enumerate(shown):
+        ax = axes[index % nrows, index // nrows]
+        own = steps[steps["client"] == client]
+        for direction in N.DIRECTIONS:
+            rows = own[own["direction"] == direction]
+            if rows.empty:
+                continue
+            t = np.append(rows["t_s"].to_numpy(float), float(rows["t_end_s"].iloc[-1]))
+            y = rows["bandwidth_mbps"].to_numpy(float)
+            colour, label = line[direction]
+            ax.step(t, np.append(y, y[-1]), where="post", color=colour, linewidth=1.1, label=label)
+        serving = own[own["direction"] == "down"]
+        for station, a, b in _spans(serving if len(serving) else own):
+            ax.axvspan(a, b, color=station_colour[station], alpha=0.6, linewidth=0, zorder=0)
+        if handovers is not None:
+            for t_h, target in zip(
+                handovers["t_s"][handovers["node"] == client],
+                handovers["target"][handovers["node"] == client],
+                strict=True,
+            ):
+                ax.axvline(float(t_h), color="black", linewidth=0.9, linestyle="--")
+                ax.text(
+                    float(t_h),
+                    0.97,
+                    f" → {target}",
+                    transform=ax.get_xaxis_transform(),
+                    fontsize=7,
+                    va="top",
+                )
+                ticks += 1
+        ax.set_ylabel(client, rotation=0, ha="right", va="center", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, end_s)
+        ax.set_ylim(bottom=0)
+    for ax in list(axes.T.flat)[n:]:
+        ax.set_visible(False)
+    for column in range(ncols):  # the lowest panel of each column shows the time axis
+        last = min(nrows, n - column * nrows) - 1
+        if last >= 0:
+            axes[last, column].xaxis.set_tick_params(labelbottom=True)
+    handles: list[Artist] = [Line2D([], [], color=c, label=label) for c, label in line.values()]
+    if ticks:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="handover"))
+    handles += [
+        plt.Rectangle((0, 0), 1, 1, color=station_colour[s], alpha=0.6, label=f"served by {s}")
+        for s in station_names
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    fig.supxlabel("simulated time (s)", fontsize=10)
+    fig.supylabel("access rate (Mbit/s)", fontsize=10)
+    fig.suptitle("Each client's access rate over the run")
+    _save(fig, path, tight=False)
+    caption = (
+        "One panel per client: the rate of its downlink and uplink (links.csv bandwidth_mbps) "
+        "over simulated time, each value holding until the next; the rows of the client's "
+        "links to successive base stations are joined in time order, and the shading tells "
+        "which base station served it. Where clients share a cell they share its airtime, so a "
+        "transfer gets at most this rate."
+    )
+    if ticks:
+        caption += " Dashed ticks are the client's handovers (events.csv), with the new station."
+    if len(clients) > len(shown):
+        caption += f" The first {len(shown)} of {len(clients)} clients are shown."
+    return Figure(path.name, "Access rate per client", caption)
+
+
+def round_handover_figure(
+    counts: pd.DataFrame, colours: dict[str, Any], path: Path
+) -> Figure | None:
+    """Each round's duration against the handovers during it, one colour per method."""
+    if counts.empty:
+        return None
+    methods = list(dict.fromkeys(counts["method"]))
+    spread = min(0.6 / len(methods), 0.12)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for i, method in enumerate(methods):
+        rows = counts[counts["method"] == method]
+        ax.scatter(
+            rows["handovers"] + (i - (len(methods) - 1) / 2) * spread,
+            rows["duration_s"],
+            s=30,
+            color=colours.get(method, "grey"),
+            edgecolors="black",
+            linewidths=0.3,
+            label=method,
+            zorder=3,
+        )
+    means = counts.groupby("handovers")["duration_s"].mean()
+    for k, mean in zip(means.index.to_numpy(float), means.to_numpy(float), strict=True):
+        ax.hlines(mean, k - 0.4, k + 0.4, color="black", linewidth=1.6, zorder=2)
+    top = int(counts["handovers"].max())
+    ax.set_xticks(range(top + 1))
+    ax.set_xlim(-0.6, top + 0.6)
+    ax.set_xlabel("handovers during the round")
+    ax.set_ylabel("round time (s)")
+    ax.set_title("Round time against the handovers during the round")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="black", linewidth=1.6))
+    labels.append("mean of all rounds with that count")
+    ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+    _save(fig, path)
+    return Figure(
+        path.name,
+        "Round time against handovers",
+        "Each dot is one round of rounds.csv: its duration (t_end_s - t_start_s) against the "
+        "handovers of its method's span (events.csv) with a time within the round, methods side "
+        "by side around each count. A pipeline of shared stages (e.g. nmoe/fedsc) counts the "
+        "handovers its gating methods' spans share with it.",
+    )

@@ -6,6 +6,13 @@ microseconds of *simulated* time, the unit the format expects. Slices on one tra
 where a node's events overlap without nesting (concurrent sends, a transfer crossing a compute
 task), the later ones go to extra tracks named "<node> (2)", "<node> (3)", ... kept next to the
 node's own track.
+
+Where the network moves (events.csv, links.csv), each handover is an instant event ("ph": "i",
+thread scope) on the moving client's track in each method's process, and every changing link's
+capacity is a counter ("ph": "C", Mbit/s) in a process of its own, "network (links.csv)": one
+counter track per link, each links.csv row a sample, and a 0 where a client's access link stops
+being its access link (the client moved to another base station). A run without those files gets
+exactly the events it always had.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+
+from nmoe_sim.report.network import link_counters
 
 TASK_FIELDS = ("method", "node", "task", "t_start_s", "t_end_s", "host_wall_s", "status")
 TRANSFER_FIELDS = ("method", "t_start_s", "t_end_s", "src", "dst", "kind", "stage", "round")
@@ -70,11 +79,20 @@ class _Lanes:
         return len(self.stacks) - 1
 
 
-def chrome_trace_events(tasks: pd.DataFrame, trace: pd.DataFrame) -> list[dict[str, Any]]:
-    """Trace events for a run's tasks.csv and trace.csv frames (either may be empty).
+def chrome_trace_events(
+    tasks: pd.DataFrame,
+    trace: pd.DataFrame,
+    network_events: pd.DataFrame | None = None,
+    links: pd.DataFrame | None = None,
+    clients: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Trace events for a run's tasks.csv and trace.csv frames (either may be empty), and where
+    given its events.csv and links.csv frames (`clients`: names of clients beyond c<number>).
 
     Metadata events come first: a `process_name` per method (pid 1, 2, ... in sorted method
-    order) and a `thread_name` per track; then one "X" event per task row and per transfer row.
+    order) and a `thread_name` per track, then the network process's name (pid after the
+    methods'); then one "X" event per task row and per transfer row, one "i" event per
+    events.csv row, and the links' "C" events.
     """
     tasks = tasks if len(tasks) else pd.DataFrame(columns=list(TASK_FIELDS))
     trace = trace if len(trace) else pd.DataFrame(columns=[*TRANSFER_FIELDS, "size_bytes"])
@@ -123,6 +141,9 @@ def chrome_trace_events(tasks: pd.DataFrame, trace: pd.DataFrame) -> list[dict[s
         nodes.setdefault(method, set()).add(node)
     for row in trace.to_dict("records"):  # receivers get a track even when they send nothing
         nodes.setdefault(str(row["method"]), set()).add(str(row["dst"]))
+    instants = _network_instants(network_events)
+    for method, node, _ in instants:  # a client that moves gets a track where it did nothing
+        nodes.setdefault(method, set()).add(node)
     methods = sorted(nodes)
     pids = {m: i + 1 for i, m in enumerate(methods)}
     base_tid = {m: {n: 1000 * (i + 1) for i, n in enumerate(node_order(nodes[m]))} for m in methods}
@@ -149,7 +170,49 @@ def chrome_trace_events(tasks: pd.DataFrame, trace: pd.DataFrame) -> list[dict[s
                 name = node if lane == 0 else f"{node} ({lane + 1})"
                 meta.append(_meta("thread_name", pid, tid + lane, {"name": name}))
                 meta.append(_meta("thread_sort_index", pid, tid + lane, {"sort_index": tid + lane}))
+    instants.sort(key=lambda s: (s[0], s[2]["ts"], s[1]))
+    events += [{**e, "pid": pids[m], "tid": base_tid[m][n]} for m, n, e in instants]
+    if links is not None and len(links):
+        pid = len(methods) + 1
+        meta.append(_meta("process_name", pid, 0, {"name": "network (links.csv)"}))
+        meta.append(_meta("process_sort_index", pid, 0, {"sort_index": pid}))
+        events += [
+            {
+                "name": link,
+                "cat": "network",
+                "ph": "C",
+                "ts": microseconds(t),
+                "pid": pid,
+                "args": {"Mbit/s": _json_value(mbps)},
+            }
+            for link, t, mbps in link_counters(links, clients)
+        ]
     return meta + events
+
+
+def _network_instants(events: pd.DataFrame | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, node, event without pid/tid): one instant event per events.csv row, on the
+    node's own track (thread scope)."""
+    if events is None:
+        return []
+    out = []
+    for row in events.to_dict("records"):
+        source, target = str(row["source"]), str(row["target"])
+        out.append(
+            (
+                str(row["method"]),
+                str(row["node"]),
+                {
+                    "name": f"{row['kind']} {source} → {target}",
+                    "cat": "network",
+                    "ph": "i",
+                    "s": "t",
+                    "ts": microseconds(row["t_s"]),
+                    "args": {"source": source, "target": target},
+                },
+            )
+        )
+    return out
 
 
 def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -157,11 +220,16 @@ def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]
 
 
 def chrome_trace(
-    tasks: pd.DataFrame, trace: pd.DataFrame, other: dict[str, Any] | None = None
+    tasks: pd.DataFrame,
+    trace: pd.DataFrame,
+    other: dict[str, Any] | None = None,
+    network_events: pd.DataFrame | None = None,
+    links: pd.DataFrame | None = None,
+    clients: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The whole JSON object: events plus a note that the clock is simulated."""
     return {
-        "traceEvents": chrome_trace_events(tasks, trace),
+        "traceEvents": chrome_trace_events(tasks, trace, network_events, links, clients),
         "displayTimeUnit": "ms",
         "otherData": {"clock": "simulated time (ts, dur in microseconds)", **(other or {})},
     }
