@@ -1240,9 +1240,12 @@ class FlowNetwork:
         if cls.n == 0:
             self._drop(cls)
         self._join(flow, new, remaining, now)
-        self._set_rate(new, rate, now)  # plans a flow in slow start, arms the timer
-        if self._unsolved:  # a solve comes at this instant anyway (rates read may be stale)
+        if self._unsolved:
+            # A solve comes at this instant anyway and gives the class its rate: the rates read
+            # here may be stale (a class made this instant has none yet).
             self._pending.append(new)
+        else:
+            self._set_rate(new, rate, now)  # plans a flow in slow start, arms the timer
         return True
 
     def _drop(self, cls: _Class) -> None:
