@@ -257,3 +257,35 @@ def test_offsets_differ_per_client_and_pair_up_and_down(tmp_path: Path) -> None:
     assert len(set(offsets.values())) == 3
     back = changes.schedule("bs0", "c0")
     assert back.capacity.offset_s == offsets["c0"]  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ the shipped traces
+
+TRACES = Path(__file__).resolve().parents[1] / "topologies" / "traces"
+
+
+def test_shipped_traces_are_what_their_generator_makes(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_traces", TRACES / "make_traces.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make(tmp_path)
+    for name in module.TRACES:
+        assert (tmp_path / name).read_bytes() == (TRACES / name).read_bytes(), name
+
+
+def test_shipped_traces_read_as_their_generator_says() -> None:
+    up = read_trace(TRACES / "lte-walk-up.csv", repeat=True)
+    down = read_trace(TRACES / "lte-walk-down.csv", repeat=True)
+    assert up.length_s == down.length_s == 600.0
+    # Means of a log-normal AR(1) series (sigma 0.6, 8 s correlation) over 600 s: about 37
+    # independent stretches, so within 3 standard errors (0.6 / sqrt(37) ~ 10 %) of 6 and 13.
+    assert up.capacity_bps.mean() / MBPS == pytest.approx(6.0, rel=0.3)
+    assert down.capacity_bps.mean() / MBPS == pytest.approx(13.0, rel=0.3)
+    assert up.latency_s is not None and up.latency_s.values == [0.025]
+    wifi = read_trace(TRACES / "wifi-office.mahi")
+    assert wifi.length_s == 30.0
+    # Good 20 Mbit/s for 5/6 of the time, bad 2 for 1/6, on average: 17 Mbit/s, within noise.
+    assert 8.0 < wifi.capacity_bps.mean() / MBPS < 21.0
