@@ -307,6 +307,7 @@ class _Flow:
         "finish_v",
         "links",
         "message",
+        "own_cap",
         "ramp",
         "route",
         "size_bits",
@@ -335,14 +336,17 @@ class _Flow:
         self.ramp = ramp  # slow start, while it may still be window-limited
         self.cls: _Class | None = None
         self.finish_v = 0.0  # point on its class's virtual clock where it is done
+        self.own_cap = cap_bps  # its bound and its links alone's: what caps it in a group
 
 
 class _Class:
     __slots__ = (
         "alive",
         "cap_bps",
+        "caps",
         "due_fid",
         "frozen",
+        "group",
         "heap",
         "key",
         "links",
@@ -380,6 +384,41 @@ class _Class:
         self.ramping: dict[_Flow, None] | None = None
         # Members in slow start that joined since the last re-share: planned there.
         self.unplanned: list[_Flow] = []
+        # A group (key cap inf, networks whose links change): members with caps of their own,
+        # the least of them first (`_CapMark`s, stale once a member left or its cap moved).
+        self.group = False
+        self.caps: list[_CapMark] = []
+
+
+class _CapMark:
+    """A group member's own cap, ordered by (cap, fid); stale once the flow left the group or
+    its cap moved."""
+
+    __slots__ = ("cap", "fid", "flow")
+
+    def __init__(self, cap: float, fid: int, flow: _Flow) -> None:
+        self.cap = cap
+        self.fid = fid
+        self.flow = flow
+
+    def __lt__(self, other: _CapMark) -> bool:
+        return self.cap < other.cap or (self.cap == other.cap and self.fid < other.fid)
+
+    def live_in(self, cls: _Class) -> bool:
+        return self.flow.cls is cls and self.flow.own_cap == self.cap
+
+
+def _least_cap(cls: _Class) -> float:
+    """A class's cap: its key's, or for a group the least cap of its members."""
+    if not cls.group:
+        return cls.cap_bps
+    caps = cls.caps
+    while caps:
+        head = caps[0]
+        if head.live_in(cls):
+            return head.cap
+        heappop(caps)
+    return math.inf
 
 
 @dataclass(frozen=True)
@@ -457,6 +496,12 @@ class FlowNetwork:
         # Skip re-solving max-min where a flow's own cap changes without binding (the numbers
         # are the same either way; tests turn it off to check that).
         self.skip_unbinding_solves = True
+        # Where links change, flows of one set of shared links form one group whatever their
+        # own caps (fading makes every cap different: a class each would make every start and
+        # end re-solve and re-arm them all); water-filling splits off the members whose cap
+        # binds. Fixed networks keep one class per (shared links, cap), as they always did
+        # (tests turn grouping off to compare: the rates are the same either way).
+        self.group_classes = dynamics is not None
 
     # ---------------------------------------------------------------- public
 
@@ -1145,6 +1190,10 @@ class FlowNetwork:
                 shared.append(link)
             elif link.capacity_bps < cap:
                 cap = link.capacity_bps
+        flow.own_cap = cap
+        group = self.group_classes and bool(shared)
+        if group:
+            cap = math.inf
         if not shared:
             key: tuple[tuple[int, ...], float] = ((), cap)
         elif len(shared) == 1:
@@ -1152,9 +1201,15 @@ class FlowNetwork:
         else:
             shared.sort(key=_link_index)
             key = (tuple([link.index for link in shared]), cap)
+        return self._class_of(key, tuple(shared), now, group)
+
+    def _class_of(
+        self, key: tuple[tuple[int, ...], float], shared: tuple[_Link, ...], now: float, group: bool
+    ) -> _Class:
         cls = self._classes.get(key)
         if cls is None:
-            cls = _Class(key, tuple(shared), now)
+            cls = _Class(key, shared, now)
+            cls.group = group
             self._classes[key] = cls
             for link in shared:
                 link.classes[cls] = None
@@ -1167,6 +1222,8 @@ class FlowNetwork:
             cls.t_last_s = now
         flow.cls = cls
         cls.n += 1
+        if cls.group:
+            heappush(cls.caps, _CapMark(flow.own_cap, flow.fid, flow))
         ramp = flow.ramp
         if ramp is not None and not ramp.exited:
             # Its pauses depend on the rate the re-share that follows gives it: planned there.
@@ -1185,8 +1242,12 @@ class FlowNetwork:
     def _reclassify(self, flow: _Flow, now: float, seeds: list[_Class]) -> None:
         old = flow.cls
         assert old is not None
+        old_cap = flow.own_cap
         new = self._class_for(flow, now)
         if new is old:
+            if old.group and flow.own_cap != old_cap:  # its cap in the group moved
+                heappush(old.caps, _CapMark(flow.own_cap, flow.fid, flow))
+                seeds.append(old)
             return
         self._advance(old, now)
         remaining = flow.finish_v - old.v_bits
@@ -1217,6 +1278,17 @@ class FlowNetwork:
         cls = flow.cls
         assert cls is not None
         rate = cls.rate_bps
+        if cls.group:
+            # In a group the member's cap is its own: mark the new one; nothing moves while it
+            # stays at least the group's rate (a group's rate is always set by a shared link).
+            old_cap = flow.own_cap
+            if self._class_for(flow, now) is not cls:
+                return False
+            if flow.own_cap != old_cap:
+                heappush(cls.caps, _CapMark(flow.own_cap, flow.fid, flow))
+                if not flow.own_cap >= rate > 0.0:
+                    self._pending.append(cls)  # it may bind: the group is solved again
+            return True
         if not cls.links or rate >= cls.cap_bps:
             return False  # alone on its links, or held by its own cap: the change binds
         new = self._class_for(flow, now)
@@ -1359,13 +1431,17 @@ class FlowNetwork:
             fair = link.capacity_bps / len(link.flows)
             if fair < rate:
                 rate = fair
+        if cls.group and _least_cap(cls) < rate:  # a member's own cap binds: split it off
+            self._reshare_component([cls], now)
+            return
         self._set_rate(cls, rate, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 
     def _reshare_component(self, seeds: list[_Class], now: float) -> None:
-        for cls in self._component(seeds):
-            self._set_rate(cls, cls.new_rate_bps, now)
+        for cls in self._component(seeds, now):
+            if cls.alive:  # (a group whose members were all split off is gone)
+                self._set_rate(cls, cls.new_rate_bps, now)
         if self.history is not None:
             self.history.append((now, self.rates()))
 
@@ -1385,7 +1461,7 @@ class FlowNetwork:
             if cls.due_fid == -1:
                 self._arm(cls, now)
 
-    def _component(self, seeds: list[_Class]) -> list[_Class]:
+    def _component(self, seeds: list[_Class], now: float) -> list[_Class]:
         """The classes connected to `seeds` through shared links, with their new max-min rates."""
         self._epoch += 1
         epoch = self._epoch
@@ -1410,17 +1486,132 @@ class FlowNetwork:
         if not comp_links:  # nothing shared: every class runs at its own cap
             for cls in comp:
                 cls.new_rate_bps = cls.cap_bps
-        elif len(comp) == 1:  # one class owns every shared link here
+            return comp
+        if len(comp) == 1:  # one class owns every shared link here
             cls = comp[0]
             rate = cls.cap_bps
             for link in cls.links:
                 fair = link.capacity_bps / len(link.flows)
                 if fair < rate:
                     rate = fair
-            cls.new_rate_bps = rate
+            if not cls.group or _least_cap(cls) >= rate:
+                cls.new_rate_bps = rate
+                return comp
+        if self.group_classes:
+            self._water_fill_groups(comp, comp_links, now)
         else:
             _water_fill(comp, comp_links)
         return comp
+
+    def _water_fill_groups(self, classes: list[_Class], links: list[_Link], now: float) -> None:
+        """`_water_fill` where classes may be groups: a group's cap is its least member's own,
+        and when the level reaches it those members leave the group for a class capped there
+        (frozen at it as any capped class is) while the group rises on. `classes` grows by the
+        capped classes this makes; a group left empty is dropped."""
+        link_heap = _shares_of(links)
+        cap_heap: list[_Cap] = []
+        for pos, cls in enumerate(classes):
+            cls.pos = pos
+            cls.frozen = False
+            cap_heap.append(_Cap(_least_cap(cls), pos, cls))
+        heapify(cap_heap)
+        left = len(classes)
+        while left:
+            level, tight = _tightest(link_heap)
+            while True:  # drop entries of frozen classes and of groups whose least cap moved
+                head = cap_heap[0]
+                c = head.cls
+                if c.frozen or (c.group and head.cap != _least_cap(c)):
+                    heappop(cap_heap)
+                    continue
+                break
+            capped: _Class | None = None
+            lowest = cap_heap[0]
+            if lowest.cap < level:
+                level, capped = lowest.cap, lowest.cls
+            if level < 0.0:
+                level = 0.0
+            if capped is not None and capped.group:
+                target, moved = self._split(capped, level, now)
+                if target.pos >= len(classes) or classes[target.pos] is not target:
+                    target.pos = len(classes)  # new to this solve: frozen at its cap below
+                    target.frozen = False
+                    classes.append(target)
+                    left += 1
+                    heappush(cap_heap, _Cap(target.cap_bps, target.pos, target))
+                elif target.frozen:  # frozen at this very level already: count the newcomers
+                    touched_links: dict[_Link, None] = {}
+                    for link in target.links:
+                        link.residual_bps -= moved * level
+                        link.unfrozen -= moved
+                        touched_links[link] = None
+                    _reshare_links(touched_links, link_heap)
+                if capped.n == 0:
+                    capped.frozen = True
+                    left -= 1
+                else:
+                    heappush(cap_heap, _Cap(_least_cap(capped), capped.pos, capped))
+                continue
+            if capped is not None:
+                frozen = [capped]
+            elif tight is not None:
+                frozen = [c for c in tight.classes if not c.frozen]
+                frozen.sort(key=_class_pos)
+            else:
+                frozen = []
+            if not frozen:  # cannot happen while link flow counts are consistent; never spin
+                raise RuntimeError(
+                    "max-min water-filling made no progress: inconsistent link state"
+                )
+            touched: dict[_Link, None] = {}
+            for cls in frozen:
+                cls.frozen = True
+                cls.new_rate_bps = level
+                n = cls.n
+                for link in cls.links:
+                    link.residual_bps -= n * level
+                    link.unfrozen -= n
+                    touched[link] = None
+            left -= len(frozen)
+            _reshare_links(touched, link_heap)
+
+    def _split(self, group: _Class, level: float, now: float) -> tuple[_Class, int]:
+        """Move the members of `group` whose own cap is `level` (its least) to the class of its
+        links capped at `level`; returns that class and how many moved."""
+        target = self._class_of((group.key[0], level), group.links, now, False)
+        caps = group.caps
+        moved = 0
+        while caps:
+            head = caps[0]
+            if not head.live_in(group):
+                heappop(caps)
+                continue
+            if head.cap > level:
+                break
+            heappop(caps)
+            self._move(head.flow, group, target, now)
+            moved += 1
+        if group.n == 0:
+            self._drop(group)
+        return target, moved
+
+    def _move(self, flow: _Flow, old: _Class, new: _Class, now: float) -> None:
+        """A flow leaves class `old` for `new` at `now`, with what it has left to send (no
+        re-solve asked: the caller is solving)."""
+        self._advance(old, now)
+        remaining = flow.finish_v - old.v_bits
+        ramp = flow.ramp
+        if ramp is not None and not ramp.exited:
+            assert old.ramping is not None
+            del old.ramping[flow]
+            if flow.finish_v == _UNPLANNED:
+                old.unplanned.remove(flow)
+            else:
+                ramp.advance(now, old.rate_bps)
+            if not ramp.exited:
+                remaining = ramp.left
+        old.n -= 1  # its heap entry goes stale
+        self._join(flow, new, remaining, now)
 
 
 def _seen_at(schedule: LinkSchedule, now: float, lag: float) -> LinkState:
@@ -1439,6 +1630,39 @@ def _versions(links: tuple[_Link, ...]) -> int:
     for link in links:
         total += link.state_version
     return total
+
+
+def _shares_of(links: list[_Link]) -> list[_Share]:
+    """Water-filling's start: every link's whole capacity among all its flows."""
+    heap: list[_Share] = []
+    for pos, link in enumerate(links):
+        link.residual_bps = link.capacity_bps
+        link.unfrozen = n = len(link.flows)
+        link.pos = pos
+        link.version = 0
+        heap.append(_Share(link.residual_bps / n, pos, 0, link))
+    heapify(heap)
+    return heap
+
+
+def _tightest(link_heap: list[_Share]) -> tuple[float, _Link | None]:
+    """The least fair share of a link with unfrozen flows (stale entries dropped)."""
+    while link_heap:
+        head = link_heap[0]
+        link = head.link
+        if head.version == link.version and link.unfrozen > 0:
+            return head.share, link
+        heappop(link_heap)  # stale: the link's share moved or it is full
+    return math.inf, None
+
+
+def _reshare_links(touched: dict[_Link, None], link_heap: list[_Share]) -> None:
+    for link in touched:
+        if link.unfrozen > 0:
+            link.version += 1
+            heappush(
+                link_heap, _Share(link.residual_bps / link.unfrozen, link.pos, link.version, link)
+            )
 
 
 def _link_index(link: _Link) -> int:
