@@ -728,15 +728,25 @@ class FlowNetwork:
         """Apply the link's state at `now` to the flows crossing it: max-min shares where its
         capacity moved, and new transport bounds (RTT, loss) on the routes that depend on it."""
         old_capacity = link.capacity_bps
+        old_latency, old_loss = link.latency_s, link.loss
         old_version = link.state_version
         self._read_state(link, now)
         if link.state_version != old_version:
             if link.users:
                 self.link_changes_applied += 1
-            self._link_moved(link, old_capacity, now)
+            # The transport's path constants move with latency and loss, and with capacity only
+            # where the transport reads it (tcp's serialization times; not fluid's).
+            retime = (
+                link.latency_s != old_latency
+                or link.loss != old_loss
+                or self.transport.uses_capacity
+            )
+            self._link_moved(link, old_capacity, now, retime)
         self._arm_link(link, now)
 
-    def _link_moved(self, link: _Link, old_capacity: float, now: float) -> None:
+    def _link_moved(
+        self, link: _Link, old_capacity: float, now: float, retime: bool = True
+    ) -> None:
         """A link's state changed: its flows' shares where its capacity moved, and the bounds
         of the flows on routes whose constants depend on it. A re-solve of max-min is asked
         for only where some rate may move."""
@@ -750,9 +760,10 @@ class FlowNetwork:
                     self._reclassify(flow, now, seeds)
             else:
                 seeds.extend(link.classes)
-        for route in link.routes:
-            if route.flows:  # the others are brought up to date when next used
-                self._retime_route(route, now, seeds)
+        if retime:
+            for route in link.routes:
+                if route.flows:  # the others are brought up to date when next used
+                    self._retime_route(route, now, seeds)
         if len(seeds) != asked:
             self._unsolved = True
 
@@ -771,7 +782,7 @@ class FlowNetwork:
                 old = member.capacity_bps
                 member.capacity_bps = capacity
                 member.state_version += 1
-                self._link_moved(member, old, now)
+                self._link_moved(member, old, now, self.transport.uses_capacity)
 
     def _retime_route(self, route: _Route, now: float, seeds: list[_Class]) -> None:
         self._set_constants(route)
@@ -1574,6 +1585,28 @@ class FlowNetwork:
                     touched[link] = None
             left -= len(frozen)
             _reshare_links(touched, link_heap)
+        self._merge_unbound(classes, now)
+
+    def _merge_unbound(self, classes: list[_Class], now: float) -> None:
+        """Capped classes whose cap no longer binds (a shared link froze them below it) go back
+        into the group of their links: frozen by the same link at the same level, they have the
+        group's rate; fewer classes make every later solve cheaper."""
+        for cls in list(classes):
+            if cls.group or not cls.links or not cls.alive or cls.new_rate_bps >= cls.cap_bps:
+                continue
+            group = self._class_of((cls.key[0], math.inf), cls.links, now, True)
+            if group.pos >= len(classes) or classes[group.pos] is not group:
+                group.pos = len(classes)  # new to this solve (or not in it yet)
+                group.frozen = True
+                group.new_rate_bps = cls.new_rate_bps
+                classes.append(group)
+            members = {m.fid: m.flow for m in cls.heap if m.live_in(cls)}
+            for flow in cls.unplanned:
+                members[flow.fid] = flow
+            for fid in sorted(members):
+                self._move(members[fid], cls, group, now)
+            if cls.n == 0:
+                self._drop(cls)
 
     def _split(self, group: _Class, level: float, now: float) -> tuple[_Class, int]:
         """Move the members of `group` whose own cap is `level` (its least) to the class of its

@@ -71,6 +71,10 @@ class Message:
 
 
 class Transport(Protocol):
+    # Whether `path()`'s constants depend on the links' capacities (not only their latency and
+    # loss): a capacity change then re-times the flows in flight.
+    uses_capacity: bool
+
     def path(self, forward: Route, reverse: Callable[[], Route]) -> Any:
         """Per-path constants, computed once per (src, dst) and handed back to `open`;
         `reverse()` gives the way back (where acknowledgements travel)."""

@@ -9,6 +9,8 @@ from nmoe_sim.network.transports.base import Message, Route
 
 
 class FluidTransport:
+    uses_capacity = False  # its constants are the path's latency alone
+
     def path(self, forward: Route, reverse: Callable[[], Route]) -> float:
         return forward.latency_s
 

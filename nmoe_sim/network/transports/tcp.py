@@ -105,6 +105,8 @@ class _Sender:
 class TcpTransport:
     """Wire overhead, handshakes, slow start, window and loss bounds; see the module docstring."""
 
+    uses_capacity = True  # round trips and bounds count serialization on each hop
+
     def __init__(
         self,
         *,
