@@ -329,3 +329,52 @@ def test_dashboard_without_its_packages_exits_2(tmp_path: Path) -> None:
     result = _invoke(["run", _scenario(tmp_path, text), "--out", str(out)])
     _assert_bad_input(result, "runtime.dashboard: the Ray dashboard needs Ray's optional packages")
     assert not out.exists()
+
+
+# --------------------------------------------------------------- a network that moves: bad files
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "key", "needles"),
+    [
+        ("up.csv", "0,10\n2,5\n1,3\n", "network.dynamics.access.uplink_trace", [":3:", "time_s 1"]),
+        ("up.csv", "", "network.dynamics.access.uplink_trace", ["empty trace"]),
+        (
+            "up.csv",
+            "0,10\n1,-4\n",
+            "network.dynamics.access.uplink_trace",
+            [":2:", "bandwidth_mbps -4"],
+        ),
+        ("up.mahi", "5\n3\n", "network.dynamics.access.uplink_trace", [":2:", "comes after 5 ms"]),
+        (
+            "walk.csv",
+            "0,c0,0,0\n1,c0,99999,0\n",
+            "network.mobility.trace",
+            [":2:", "outside the layout"],
+        ),
+    ],
+    ids=["trace-not-monotone", "trace-empty", "trace-negative-rate", "mahimahi-back", "off-layout"],
+)
+def test_bad_dynamics_files_name_file_line_and_rule(
+    tmp_path: Path, file: str, text: str, key: str, needles: list[str]
+) -> None:
+    path = tmp_path / file
+    path.write_text(text)
+    extra = ["--set", f"{key}={path}"]
+    if key.startswith("network.mobility"):
+        extra += ["--set", "network.mobility.model=trace"]
+    result = _invoke(["validate", str(SMOKE), *extra])
+    _assert_bad_input(result, key, file, *needles)
+
+
+def test_mobility_on_a_network_without_cells_is_refused(tmp_path: Path) -> None:
+    # random_geometric has no base stations to move between: the key has no effect there.
+    result = _invoke(
+        [
+            "validate",
+            _scenario(tmp_path, BASE + "network:\n  topology: random_geometric\n"),
+            "--set",
+            "network.mobility.model=random_waypoint",
+        ]
+    )
+    _assert_bad_input(result, "network.mobility", "random_geometric")
