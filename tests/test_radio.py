@@ -162,3 +162,24 @@ def test_two_flows_of_one_client_take_one_share_of_the_cell() -> None:
     # alone at 10 Mbps: 4 Mbit more, 0.4 s.
     assert [t for c, t in ends if c == "c0"] == [pytest.approx(0.8, rel=1e-12)] * 2
     assert [t for c, t in ends if c == "c1"] == [pytest.approx(1.2, rel=1e-12)]
+
+
+def test_fading_on_a_radio_link_never_passes_the_carriers_bound() -> None:
+    # Near the base station the downlink reaches 4.4 b/s/Hz x 20 MHz = 88 Mbit/s; a log-normal
+    # fading factor (sigma 1) on top may lower it, never raise it past that.
+    cfg = NetworkConfig.model_validate(
+        {
+            "topology": "mec",
+            "cells": 1,
+            "radio": {"enabled": True, "shadowing_db": 0},
+            "mobility": {"inter_site_distance_m": 20},
+            "dynamics": {"access": {"fading": {"sigma": 1.0, "step_s": 1.0}}},
+        }
+    )
+    setup = build_network(cfg, 2, seed=0)
+    assert setup.link_changes is not None
+    down = setup.link_changes.schedule("bs0", "c0")
+    rates = [down.state_at(float(t)).capacity_bps for t in range(2000)]
+    assert max(rates) <= 88e6
+    assert max(rates) == pytest.approx(88e6)  # often at the bound: the client is 10 m away
+    assert min(rates) < 40e6  # and fading does lower it

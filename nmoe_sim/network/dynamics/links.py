@@ -38,7 +38,16 @@ class StepSource(Protocol):
 class LinkProfile:
     """One link's state over time: the fixed numbers, replaced or scaled by what changes."""
 
-    __slots__ = ("capacity", "capacity_bps", "factor", "latency", "latency_s", "loss", "loss_rate")
+    __slots__ = (
+        "capacity",
+        "capacity_bps",
+        "factor",
+        "latency",
+        "latency_s",
+        "loss",
+        "loss_rate",
+        "max_bps",
+    )
 
     def __init__(
         self,
@@ -50,8 +59,10 @@ class LinkProfile:
         latency: StepSource | None = None,
         loss: StepSource | None = None,
         factor: StepSource | None = None,
+        max_bps: float = math.inf,
     ) -> None:
         self.capacity_bps = capacity_bps
+        self.max_bps = max_bps  # the most the link can carry, faded or not (a radio's bound)
         self.latency_s = latency_s
         self.loss_rate = loss_rate
         self.capacity = capacity
@@ -67,7 +78,7 @@ class LinkProfile:
             until = min(until, next_s)
         if self.factor is not None:
             scale, next_s = self.factor.value_at(t_s)
-            capacity *= scale
+            capacity = min(capacity * scale, self.max_bps)
             until = min(until, next_s)
         latency = self.latency_s
         if self.latency is not None:
@@ -181,9 +192,11 @@ class LinkChanges:
                 rng = numpy_rng(self.seed, "dynamics", "loss", u, v)
                 loss = GilbertElliott(g.good_s, g.bad_s, g.good_loss, g.bad_loss, rng)
         capacity: StepSource | None = None if trace is None else trace.capacity_bps
+        max_bps = math.inf
         if self.radio is not None and role.kind == "access":
             station = v if role.direction == "up" else u
             capacity = self.radio.rate(role.anchor, station, role.direction)
+            max_bps = self.radio.max_rate_bps(role.direction)  # fading cannot pass the bound
         if capacity is None and fading is None and loss is None:
             return None
         return LinkProfile(
@@ -191,6 +204,7 @@ class LinkChanges:
             attrs["latency_ms"] / 1e3,
             attrs.get("loss_rate", 0.0),
             capacity=capacity,
+            max_bps=max_bps,
             latency=None if trace is None else trace.latency_s,
             loss=loss if loss is not None else (None if trace is None else trace.loss),
             factor=fading,

@@ -158,6 +158,12 @@ class Radio:
             found = self._rates[key] = RadioRate(self, pair, direction)
         return found
 
+    def max_rate_bps(self, direction: str) -> float:
+        """The most a link can carry in a direction: the carrier at its best spectral
+        efficiency (a fading factor on top of the channel model's rate never passes it)."""
+        d = self.cfg.uplink if direction == "up" else self.cfg.downlink
+        return self.cfg.bandwidth_mhz * 1e6 * d.max_spectral_efficiency
+
     def medium(self, station: str, direction: str) -> tuple[str, str] | None:
         """What the links of a cell and direction share (its spectrum), if they share it."""
         return (station, direction) if self.cfg.sharing == "airtime" else None
