@@ -12,6 +12,7 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stepping import stepped_finish
 
 from nmoe_sim.network.dynamics.links import LinkProfile
 from nmoe_sim.network.dynamics.steps import Steps
@@ -87,6 +88,20 @@ def send(
     return ends, net
 
 
+def rtt_of_rate(rates: list[tuple[float, float]], lat: float):
+    """The round trip on a link of one-way latency `lat` at each time, from the rate then: both
+    ways of propagation, a data packet's serialization there and an ACK's back."""
+
+    def rtt_at(t: float) -> float:
+        rate = rates[0][1]
+        for start, r in rates:
+            if start <= t:
+                rate = r
+        return 2 * lat + (PACKET + CONTROL) / rate
+
+    return rtt_at
+
+
 def integral_end(t0: float, bits: float, steps: list[tuple[float, float]]) -> float:
     """When the integral of a step rate (bits/s from each time on) from t0 reaches `bits`."""
     bounds = [*steps[1:], (math.inf, 0.0)]
@@ -139,9 +154,7 @@ def test_tcp_5mb_across_a_step_is_the_rate_integral_plus_its_ramp() -> None:
         # Slow start pauses between the first windows (10, 20, ... packets) cost the bits the
         # link could have carried meanwhile; they are then carried at the lower rate after the
         # step. Stepping the rounds gives exactly that.
-        expected = stepped_tcp_end(
-            t0, 10 * PACKET, bits, steps, lambda r: 2 * lat + (PACKET + CONTROL) / r
-        )
+        expected = stepped_finish(t0, 10 * PACKET, bits, steps, rtt_of_rate(steps, lat))
         assert end == pytest.approx(expected, rel=1e-12)
         rtt = 2 * lat + (PACKET + CONTROL) / (mbps * MBPS)
         rounds = math.ceil(math.log2(mbps * MBPS * rtt / (10 * PACKET)))
@@ -222,66 +235,6 @@ def test_evenly_spaced_mahimahi_trace_is_a_constant_rate_link(every_ms: int, tra
 # ------------------------------------------------------------------ tcp rounds under changes
 
 
-def stepped_tcp_end(
-    t0: float,
-    w0: float,
-    size: float,
-    rates: list[tuple[float, float]],
-    rtt_of_rate,
-    rtt_at=None,
-) -> float:
-    """A flow in slow start alone on a link whose rate steps (`rates`: (from, bits/s)), stepped
-    burst by burst: each round lasts the round trip in effect when it starts (`rtt_at(t)`, by
-    default `rtt_of_rate` of the rate then), the window doubles each round until it fills a
-    round at the current rate and round trip, then the flow sends at the rate."""
-
-    def rate_at(t: float) -> tuple[float, float]:
-        rate, change = rates[0][1], math.inf
-        for start, r in rates:
-            if start <= t:
-                rate = r
-            else:
-                change = start
-                break
-        return rate, change
-
-    if rtt_at is None:
-
-        def rtt_at(t: float) -> float:
-            return rtt_of_rate(rate_at(t)[0])
-
-    t, w, sent, left, limited = t0, w0, 0.0, size, True
-    round_end = t0 + rtt_at(t0)
-    while True:
-        r, change = rate_at(t)
-        burst = w - sent
-        if limited and (w >= r * rtt_at(t) or (burst > 0 and t + burst / r >= round_end)):
-            limited = False
-        if not limited:
-            if t + left / r <= change:
-                return t + left / r
-            left -= r * (change - t)
-            t = change
-            continue
-        if burst > 0:
-            step = min(burst, left) / r
-            if t + step <= change:
-                if left <= burst:
-                    return t + step
-                t += step
-                sent, left = w, left - burst
-                continue
-            left -= r * (change - t)
-            sent += r * (change - t)
-            t = change
-            continue
-        if round_end <= change:
-            t, sent, w = round_end, 0.0, 2 * w
-            round_end = t + rtt_at(t)
-        else:
-            t = change
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     size_packets=st.integers(20, 3000),
@@ -309,12 +262,8 @@ def test_tcp_slow_start_across_rate_steps_matches_stepping_its_rounds(
     )
     t0 = 2 * lat + 2 * CONTROL / (rates_mbps[0] * MBPS) + lat  # handshake, then the latency
     seen = [(0.0 if i == 0 else s + lat, r * MBPS) for i, (s, r) in enumerate(steps)]
-    expected = stepped_tcp_end(
-        t0,
-        10 * PACKET,
-        wire_bits(size) + CONTROL,
-        seen,
-        lambda r: 2 * lat + (PACKET + CONTROL) / r,
+    expected = stepped_finish(
+        t0, 10 * PACKET, wire_bits(size) + CONTROL, seen, rtt_of_rate(seen, lat)
     )
     assert end == pytest.approx(expected, rel=1e-9)
 

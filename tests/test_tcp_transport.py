@@ -10,6 +10,7 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stepping import stepped_finish
 
 from nmoe_sim.network.flows import FlowNetwork
 from nmoe_sim.network.ramp import Ramp
@@ -226,55 +227,6 @@ def test_tcp_is_never_faster_than_fluid(
     assert t_tcp >= t_fluid * (1 - 1e-12)
 
 
-def stepped_finish(
-    t0: float, rtt: float, w0: float, wmax: float, size: float, schedule: list[tuple[float, float]]
-) -> float:
-    """When a flow in slow start ends, stepping burst by burst through a piecewise-constant rate
-    (`schedule`: (from time, bits/s), the first at t0): the definition the closed form keeps."""
-
-    def rate_at(t: float) -> tuple[float, float]:
-        rate, change = schedule[0][1], math.inf
-        for start, r in schedule:
-            if start <= t:
-                rate = r
-            else:
-                change = start
-                break
-        return rate, change
-
-    t, k, sent, left, limited = t0, 0, 0.0, size, True
-    while True:
-        r, change = rate_at(t)
-        w = min(w0 * 2.0**k, wmax)
-        round_end = t0 + (k + 1) * rtt
-        burst = w - sent
-        if limited and (w >= r * rtt or (burst > 0 and t + burst / r >= round_end)):
-            limited = False
-        if not limited:
-            if t + left / r <= change:
-                return t + left / r
-            left -= r * (change - t)
-            t = change
-            continue
-        if burst > 0:  # sending: until the burst, the message or the rate ends
-            step = min(burst, left) / r
-            if t + step <= change:
-                if left <= burst:
-                    return t + step
-                t += step
-                sent, left = w, left - burst
-                continue
-            left -= r * (change - t)
-            sent += r * (change - t)
-            t = change
-            continue
-        # pausing until the round ends (or the rate changes, which may end the pause)
-        if round_end <= change:
-            t, k, sent = round_end, k + 1, 0.0
-        else:
-            t = change
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     w0_packets=st.integers(1, 20),
@@ -297,7 +249,7 @@ def test_closed_form_matches_stepping_the_rounds(
     for i, r in enumerate(rates_mbps):
         schedule.append((t, r * 1e6))
         t += gaps_ms[i % len(gaps_ms)] / 1e3
-    expected = stepped_finish(0.0, rtt, w0, wmax, size, schedule)
+    expected = stepped_finish(0.0, w0, size, schedule, lambda t: rtt, wmax)
 
     ramp = Ramp(0.0, rtt, w0, wmax, size)
     v, finish_v, now = 0.0, 0.0, 0.0  # a class's virtual clock and the flow's point on it

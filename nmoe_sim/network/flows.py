@@ -1540,8 +1540,6 @@ class FlowNetwork:
             lowest = cap_heap[0]
             if lowest.cap < level:
                 level, capped = lowest.cap, lowest.cls
-            if level < 0.0:
-                level = 0.0
             if capped is not None and capped.group:
                 target, moved = self._split(capped, level, now)
                 if target.pos >= len(classes) or classes[target.pos] is not target:
@@ -1563,28 +1561,7 @@ class FlowNetwork:
                 else:
                     heappush(cap_heap, _Cap(_least_cap(capped), capped.pos, capped))
                 continue
-            if capped is not None:
-                frozen = [capped]
-            elif tight is not None:
-                frozen = [c for c in tight.classes if not c.frozen]
-                frozen.sort(key=_class_pos)
-            else:
-                frozen = []
-            if not frozen:  # cannot happen while link flow counts are consistent; never spin
-                raise RuntimeError(
-                    "max-min water-filling made no progress: inconsistent link state"
-                )
-            touched: dict[_Link, None] = {}
-            for cls in frozen:
-                cls.frozen = True
-                cls.new_rate_bps = level
-                n = cls.n
-                for link in cls.links:
-                    link.residual_bps -= n * level
-                    link.unfrozen -= n
-                    touched[link] = None
-            left -= len(frozen)
-            _reshare_links(touched, link_heap)
+            left -= _freeze(capped, tight, level, link_heap)
         self._merge_unbound(classes, now)
 
     def _merge_unbound(self, classes: list[_Class], now: float) -> None:
@@ -1710,14 +1687,7 @@ def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
     lists given), and a saturated link's classes from its own class set, so a step costs the
     links it touches, not a scan of every link and class: a component with thousands of classes
     and dozens of distinct levels (an all-to-all exchange) is solved in O((L + C k) log L)."""
-    link_heap: list[_Share] = []
-    for pos, link in enumerate(links):
-        link.residual_bps = link.capacity_bps
-        link.unfrozen = n = len(link.flows)
-        link.pos = pos
-        link.version = 0
-        link_heap.append(_Share(link.residual_bps / n, pos, 0, link))
-    heapify(link_heap)
+    link_heap = _shares_of(links)
     cap_heap: list[_Cap] = []
     for pos, cls in enumerate(classes):
         cls.pos = pos
@@ -1726,47 +1696,43 @@ def _water_fill(classes: list[_Class], links: list[_Link]) -> None:
     heapify(cap_heap)
     left = len(classes)
     while left:
-        level = math.inf
-        tight: _Link | None = None
-        while link_heap:
-            head = link_heap[0]
-            link = head.link
-            if head.version == link.version and link.unfrozen > 0:
-                level, tight = head.share, link
-                break
-            heappop(link_heap)  # stale: the link's share moved or it is full
+        level, tight = _tightest(link_heap)
         while cap_heap[0].cls.frozen:
             heappop(cap_heap)
         capped: _Class | None = None
         lowest = cap_heap[0]
         if lowest.cap < level:
             level, capped = lowest.cap, lowest.cls
-        if level < 0.0:
-            level = 0.0  # rounding in the residuals; positive capacities cannot need it
-        if capped is not None:
-            frozen = [capped]
-        elif tight is not None:
-            frozen = [c for c in tight.classes if not c.frozen]
-            frozen.sort(key=_class_pos)  # the order the residuals are reduced in, as listed
-        else:
-            frozen = []
-        if not frozen:  # cannot happen while link flow counts are consistent; never spin
-            raise RuntimeError("max-min water-filling made no progress: inconsistent link state")
-        touched: dict[_Link, None] = {}
-        for cls in frozen:
-            cls.frozen = True
-            cls.new_rate_bps = level
-            n = cls.n
-            for link in cls.links:
-                link.residual_bps -= n * level
-                link.unfrozen -= n
-                touched[link] = None
-        left -= len(frozen)
-        for link in touched:
-            if link.unfrozen > 0:
-                link.version += 1
-                share = link.residual_bps / link.unfrozen
-                heappush(link_heap, _Share(share, link.pos, link.version, link))
+        left -= _freeze(capped, tight, level, link_heap)
+
+
+def _freeze(
+    capped: _Class | None, tight: _Link | None, level: float, link_heap: list[_Share]
+) -> int:
+    """One step of water-filling at `level`: freeze the class that reached its cap, else the
+    classes of the link that saturated; returns how many froze."""
+    if level < 0.0:
+        level = 0.0  # rounding in the residuals; positive capacities cannot need it
+    if capped is not None:
+        frozen = [capped]
+    elif tight is not None:
+        frozen = [c for c in tight.classes if not c.frozen]
+        frozen.sort(key=_class_pos)  # the order the residuals are reduced in, as listed
+    else:
+        frozen = []
+    if not frozen:  # cannot happen while link flow counts are consistent; never spin
+        raise RuntimeError("max-min water-filling made no progress: inconsistent link state")
+    touched: dict[_Link, None] = {}
+    for cls in frozen:
+        cls.frozen = True
+        cls.new_rate_bps = level
+        n = cls.n
+        for link in cls.links:
+            link.residual_bps -= n * level
+            link.unfrozen -= n
+            touched[link] = None
+    _reshare_links(touched, link_heap)
+    return len(frozen)
 
 
 def _class_pos(cls: _Class) -> int:
