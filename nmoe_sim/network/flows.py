@@ -145,25 +145,16 @@ class _Link:
         "state_version",
         "timer_at",
         "timer_token",
-        "u",
         "unfrozen",
         "until_s",
         "users",
-        "v",
         "version",
     )
 
     def __init__(
-        self,
-        index: int,
-        capacity_bps: float,
-        u: str = "",
-        v: str = "",
-        schedule: LinkSchedule | None = None,
+        self, index: int, capacity_bps: float, schedule: LinkSchedule | None = None
     ) -> None:
         self.index = index
-        self.u = u
-        self.v = v
         self.key = (index,)  # the shared links' part of a class key, when it is the only one
         self.capacity_bps = capacity_bps
         self.flows: dict[int, _Flow] = {}  # transmitting flows on this link, by id
@@ -534,14 +525,7 @@ class FlowNetwork:
             if message.delay_s > 0:
                 # The transmission starts from the timer's callback: one process wake-up per
                 # transfer instead of two.
-                _schedule(
-                    env,
-                    _Event(self._start_cbs, (route, message, done, route.seen)),
-                    message.delay_s,
-                )
-                t = now + message.delay_s  # the timer's time, computed as `_schedule` does
-                starts = self._starts_due
-                starts[t] = starts.get(t, 0) + 1
+                self._start_later(route, message, done, route.seen, message.delay_s, now)
             else:
                 self._start(route, message, done, now, route.seen)
             window_bits = yield done  # type: ignore[misc]  # SimPy reads only what _Event has
@@ -616,9 +600,7 @@ class FlowNetwork:
         if link is None:
             attrs = self.topology.link(u, v)
             schedule = None if self.dynamics is None else self.dynamics.schedule(u, v, attrs)
-            link = _Link(
-                len(self._link_list), attrs["bandwidth_mbps"] * BITS_PER_MEGABIT, u, v, schedule
-            )
+            link = _Link(len(self._link_list), attrs["bandwidth_mbps"] * BITS_PER_MEGABIT, schedule)
             if schedule is not None:
                 assert self.dynamics is not None
                 link.latency_s = attrs["latency_ms"] / 1e3
@@ -715,6 +697,11 @@ class FlowNetwork:
         link.until_s = state.until_s + lag
 
     def _sync_route(self, route: _Route, now: float) -> None:
+        """`_catch_up`, and the solve it may ask for, unless a later event of this instant will."""
+        self._catch_up(route, now)
+        self._flush(now)
+
+    def _catch_up(self, route: _Route, now: float) -> None:
         """Bring a route's changing links to `now` and, if any changed, its constants; the flows
         on it and on its links get their new bounds and shares at once."""
         for link in route.watch:
@@ -722,7 +709,6 @@ class FlowNetwork:
                 self._update_link(link, now)
         if route.seen != _versions(route.watch):
             self._retime_route(route, now, self._pending_seeds())
-        self._flush(now)
 
     def _update_link(self, link: _Link, now: float) -> None:
         """Apply the link's state at `now` to the flows crossing it: max-min shares where its
@@ -756,8 +742,7 @@ class FlowNetwork:
         if flows and link.capacity_bps != old_capacity:
             if len(flows) == 1:  # its own link: the capacity is part of its class's cap
                 flow = next(iter(flows.values()))
-                if not (self.skip_unbinding_solves and self._rekey_unbinding(flow, now)):
-                    self._reclassify(flow, now, seeds)
+                self._reclassify(flow, now, seeds, quiet=self.skip_unbinding_solves)
             else:
                 seeds.extend(link.classes)
         if retime:
@@ -766,6 +751,12 @@ class FlowNetwork:
                     self._retime_route(route, now, seeds)
         if len(seeds) != asked:
             self._unsolved = True
+
+    def _free_media(self, flow: _Flow, now: float) -> None:
+        """Links of a medium that a flow leaving them left idle give their time to the others."""
+        for link in flow.links:
+            if link.medium is not None and not link.flows and link in link.medium.busy:
+                self._busy(link, False, now)
 
     def _busy(self, link: _Link, busy: bool, now: float) -> None:
         """A link of a medium starts or stops carrying flows: every busy member's share moves."""
@@ -878,7 +869,7 @@ class FlowNetwork:
             src, dst = route.path[0], route.path[-1]
             wait = self._blocked_until(src, dst) - now
             if wait > 0:
-                self._defer_start(route, message, done, wait, now)
+                self._start_later(route, message, done, -1, wait, now)
                 return
             route = self._routes.get((src, dst)) or self._route(src, dst)
             self._rerouted[done] = route
@@ -887,11 +878,7 @@ class FlowNetwork:
                 self.transport.retime(message, route.transport_path)
         if route.watch:
             # Links may have changed while the message waited: it starts with the bounds of now.
-            for link in route.watch:
-                if now >= link.until_s:
-                    self._update_link(link, now)
-            if route.seen != _versions(route.watch):
-                self._retime_route(route, now, self._pending_seeds())
+            self._catch_up(route, now)
             if seen != route.seen:
                 self.transport.retime(message, route.transport_path)
         fid = self._next_fid
@@ -1023,10 +1010,8 @@ class FlowNetwork:
                 for link in route.watch:
                     link.users -= 1
         for flow in finished:
-            if flow.route.watch:  # links of a medium left idle give their time to the others
-                for link in flow.links:
-                    if link.medium is not None and not link.flows and link in link.medium.busy:
-                        self._busy(link, False, now)
+            if flow.route.watch:
+                self._free_media(flow, now)
         # Flows left alone on a link stop sharing it; neighbours on the freed links may speed up.
         moved: dict[int, _Flow] | None = None
         for flow in finished:
@@ -1114,34 +1099,24 @@ class FlowNetwork:
         b = blocked.get(dst, -math.inf)
         return a if a > b else b
 
-    def _defer_start(
-        self, route: _Route, message: Message, done: _Event, wait: float, now: float
+    def _start_later(
+        self, route: _Route, message: Message, done: _Event, seen: int, delay: float, now: float
     ) -> None:
+        """Queue a message's transmission `delay` seconds from now (counted among the instant's
+        starts, which solve max-min once)."""
         env = self._env
         assert env is not None
-        _schedule(env, _Event(self._start_cbs, (route, message, done, -1)), wait)
-        t = now + wait
-        self._starts_due[t] = self._starts_due.get(t, 0) + 1
+        _schedule(env, _Event(self._start_cbs, (route, message, done, seen)), delay)
+        t = now + delay  # the timer's time, computed as `_schedule` does
+        starts = self._starts_due
+        starts[t] = starts.get(t, 0) + 1
 
     def _detach(self, flow: _Flow, now: float, seeds: list[_Class]) -> float:
         """Take a transmitting flow off its links and class; returns the bits it has left."""
         cls = flow.cls
         assert cls is not None
-        self._advance(cls, now)
-        remaining = flow.finish_v - cls.v_bits
-        ramp = flow.ramp
-        if ramp is not None and not ramp.exited:
-            assert cls.ramping is not None
-            del cls.ramping[flow]
-            if flow.finish_v == _UNPLANNED:  # joined this instant: nothing sent
-                cls.unplanned.remove(flow)
-                remaining = ramp.left
-            else:
-                ramp.advance(now, cls.rate_bps)
-                if not ramp.exited:
-                    remaining = ramp.left
-        flow.cls = None  # its heap entry goes stale
-        cls.n -= 1
+        remaining = self._leave(flow, cls, now)
+        flow.cls = None
         if cls.n == 0:
             self._drop(cls)
         else:
@@ -1164,9 +1139,7 @@ class FlowNetwork:
             del route.flows[fid]
             for link in route.watch:
                 link.users -= 1
-            for link in flow.links:
-                if link.medium is not None and not link.flows and link in link.medium.busy:
-                    self._busy(link, False, now)
+            self._free_media(flow, now)
         self._n_active -= 1
         return remaining if remaining > 0.0 else 0.0
 
@@ -1250,7 +1223,14 @@ class FlowNetwork:
         if heap[0].flow is flow:
             cls.due_fid = -1  # a new head: the class's timer must be re-armed
 
-    def _reclassify(self, flow: _Flow, now: float, seeds: list[_Class]) -> None:
+    def _reclassify(
+        self, flow: _Flow, now: float, seeds: list[_Class], quiet: bool = False
+    ) -> None:
+        """Put a flow in the class its links and cap call for now. In a group its own cap may
+        move: `quiet` asks no solve where the new cap is still at least the group's rate (a
+        group's rate is set by a shared link, and a constraint that does not bind leaves a
+        max-min allocation as it is; fading links behind a crowded backhaul change that way all
+        the time)."""
         old = flow.cls
         assert old is not None
         old_cap = flow.own_cap
@@ -1258,21 +1238,11 @@ class FlowNetwork:
         if new is old:
             if old.group and flow.own_cap != old_cap:  # its cap in the group moved
                 heappush(old.caps, _CapMark(flow.own_cap, flow.fid, flow))
-                seeds.append(old)
+                # (A rate of 0 is a group made this instant, not yet solved.)
+                if not (quiet and flow.own_cap >= old.rate_bps > 0.0):
+                    seeds.append(old)
             return
-        self._advance(old, now)
-        remaining = flow.finish_v - old.v_bits
-        ramp = flow.ramp
-        if ramp is not None and not ramp.exited:
-            assert old.ramping is not None  # a ramping flow is listed in its class's `ramping`
-            del old.ramping[flow]
-            if flow.finish_v == _UNPLANNED:  # joined this instant: nothing sent, nothing planned
-                old.unplanned.remove(flow)
-            else:
-                ramp.advance(now, old.rate_bps)
-            if not ramp.exited:
-                remaining = ramp.left
-        old.n -= 1  # its heap entry goes stale (flow.cls no longer points here)
+        remaining = self._leave(flow, old, now)
         if old.n == 0:
             self._drop(old)
         else:
@@ -1280,56 +1250,24 @@ class FlowNetwork:
         self._join(flow, new, remaining, now)
         seeds.append(new)
 
-    def _rekey_unbinding(self, flow: _Flow, now: float) -> bool:
-        """Move a flow whose own cap changed to its new class without re-solving max-min, where
-        the change cannot move any rate: its rate is set by a shared link, not by its cap, and
-        the new cap is still at least that rate (a constraint that does not bind, loosened or
-        tightened down to the allocation, leaves a max-min allocation as it is). Fading access
-        links behind a crowded backhaul change that way all the time. False: re-solve."""
-        cls = flow.cls
-        assert cls is not None
-        rate = cls.rate_bps
-        if cls.group:
-            # In a group the member's cap is its own: mark the new one; nothing moves while it
-            # stays at least the group's rate (a group's rate is always set by a shared link).
-            old_cap = flow.own_cap
-            if self._class_for(flow, now) is not cls:
-                return False
-            if flow.own_cap != old_cap:
-                heappush(cls.caps, _CapMark(flow.own_cap, flow.fid, flow))
-                if not flow.own_cap >= rate > 0.0:
-                    self._pending.append(cls)  # it may bind: the group is solved again
-            return True
-        if not cls.links or rate >= cls.cap_bps:
-            return False  # alone on its links, or held by its own cap: the change binds
-        new = self._class_for(flow, now)
-        if new is cls:
-            return True
-        if new.cap_bps < rate or (new.n > 0 and new.rate_bps != rate):
-            return False
+    def _leave(self, flow: _Flow, cls: _Class, now: float) -> float:
+        """Take a flow out of its class at `now`; returns the bits it has left to send. Its heap
+        entry goes stale (the caller points `flow.cls` elsewhere); an empty class is the
+        caller's to drop."""
         self._advance(cls, now)
         remaining = flow.finish_v - cls.v_bits
         ramp = flow.ramp
         if ramp is not None and not ramp.exited:
-            assert cls.ramping is not None
+            assert cls.ramping is not None  # a ramping flow is listed in its class's `ramping`
             del cls.ramping[flow]
-            if flow.finish_v == _UNPLANNED:
+            if flow.finish_v == _UNPLANNED:  # joined this instant: nothing sent, nothing planned
                 cls.unplanned.remove(flow)
             else:
-                ramp.advance(now, rate)
+                ramp.advance(now, cls.rate_bps)
             if not ramp.exited:
                 remaining = ramp.left
-        cls.n -= 1  # its heap entry goes stale; the others keep their rate
-        if cls.n == 0:
-            self._drop(cls)
-        self._join(flow, new, remaining, now)
-        if self._unsolved:
-            # A solve comes at this instant anyway and gives the class its rate: the rates read
-            # here may be stale (a class made this instant has none yet).
-            self._pending.append(new)
-        else:
-            self._set_rate(new, rate, now)  # plans a flow in slow start, arms the timer
-        return True
+        cls.n -= 1
+        return remaining
 
     def _drop(self, cls: _Class) -> None:
         cls.alive = False
@@ -1608,20 +1546,7 @@ class FlowNetwork:
     def _move(self, flow: _Flow, old: _Class, new: _Class, now: float) -> None:
         """A flow leaves class `old` for `new` at `now`, with what it has left to send (no
         re-solve asked: the caller is solving)."""
-        self._advance(old, now)
-        remaining = flow.finish_v - old.v_bits
-        ramp = flow.ramp
-        if ramp is not None and not ramp.exited:
-            assert old.ramping is not None
-            del old.ramping[flow]
-            if flow.finish_v == _UNPLANNED:
-                old.unplanned.remove(flow)
-            else:
-                ramp.advance(now, old.rate_bps)
-            if not ramp.exited:
-                remaining = ramp.left
-        old.n -= 1  # its heap entry goes stale
-        self._join(flow, new, remaining, now)
+        self._join(flow, new, self._leave(flow, old, now), now)
 
 
 def _seen_at(schedule: LinkSchedule, now: float, lag: float) -> LinkState:
