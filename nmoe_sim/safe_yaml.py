@@ -178,8 +178,9 @@ def load_text(text: str, origin: str, empty: Any = None) -> Any:
         loader.dispose()
 
 
-def read_text(path: Path, what: str, max_bytes: int) -> str:
-    """The file as text, refused unless it is UTF-8 text of at most `max_bytes` bytes."""
+def read_text(path: Path, what: str, max_bytes: int, kind: str = "YAML text file") -> str:
+    """The file as text, refused unless it is UTF-8 text of at most `max_bytes` bytes (a `what`
+    being a `kind`: the messages say so)."""
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -197,7 +198,7 @@ def read_text(path: Path, what: str, max_bytes: int) -> str:
     if b"\x00" in data:
         raise YamlInputError(
             str(path),
-            f"not UTF-8 text (it holds NUL bytes: binary data?); a {what} is a YAML text file",
+            f"not UTF-8 text (it holds NUL bytes: binary data?); a {what} is a {kind}",
         )
     try:
         text = data.decode("utf-8")

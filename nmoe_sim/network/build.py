@@ -29,6 +29,7 @@ from nmoe_sim.network.topology import (
     Topology,
     TopologyError,
     connecting_radius,
+    link_attrs,
     load_topology,
     mec,
     random_geometric,
@@ -208,11 +209,7 @@ def build_network(cfg: NetworkConfig, num_clients: int, seed: int) -> NetworkSet
     moves = mobility is not None and mobility.hands_over
     d2d = None
     if cfg.topology == "mec" and cfg.d2d_mbps is not None:  # generated d2d links follow the cell
-        d2d = {
-            "bandwidth_mbps": cfg.d2d_mbps,
-            "latency_ms": cfg.d2d_latency_ms,
-            "loss_rate": cfg.loss,
-        }
+        d2d = link_attrs(cfg.d2d_mbps, cfg.d2d_latency_ms, cfg.loss)  # as mec() makes them
 
     def make_network() -> NetworkModel:
         # A world whose clients hand over rewires a topology of its own.
@@ -265,7 +262,7 @@ def describe(cfg: NetworkConfig, setup: NetworkSetup) -> str:
     up, down = cfg.access_mbps
     if up != down:
         parts.append(f"access {up:g} Mbit/s up, {down:g} down")
-    if setup.mobility is not None and (cfg.mobility.moves or cfg.radio.enabled):
+    if setup.mobility is not None:  # (clients move, or the radio model places them)
         parts.append(setup.mobility.describe())
     if setup.link_changes is not None and setup.link_changes.radio is not None:
         parts.append(setup.link_changes.radio.describe())
@@ -275,15 +272,8 @@ def describe(cfg: NetworkConfig, setup: NetworkSetup) -> str:
 
 def describe_dynamics(cfg: DynamicsConfig) -> list[str]:
     out = []
-    targets = [
-        ("access", cfg.access),
-        ("d2d", cfg.d2d),
-        ("backhaul", cfg.backhaul),
-        *((f"{name} clients'", t) for name, t in cfg.device_classes.items()),
-        *((f"{t.a}-{t.b}", t) for t in cfg.links),
-    ]
-    for where, target in targets:
-        prefix = "" if where == "access" else f"{where} "
+    for _, name, target in cfg.targets():
+        prefix = f"{name} " if name else ""
         files = target.traces()
         if files and files.get("up") == files.get("down"):
             out.append(f"{prefix}trace {Path(files['up']).name}")

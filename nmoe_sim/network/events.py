@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from nmoe_sim.network.dynamics.links import LinkChanges, link_role
-from nmoe_sim.network.mobility.attachment import Mobility
+from nmoe_sim.network.mobility.attachment import Handover, Mobility
 from nmoe_sim.telemetry.schema import EventRecord, LinkStateRecord, PositionRecord
 
 MAX_LINK_ROWS = 2_000_000  # links.csv beyond this is cut (the README says so); one warning
@@ -36,9 +36,10 @@ def link_states(
     only while the client is attached to its base station. Returns (rows, cut short)."""
     if changes is None:
         return [], False
+    handovers = mobility.handovers_between(-math.inf, end_s) if mobility is not None else []
     rows: list[LinkStateRecord] = []
     for (u, v), profile in sorted(changes.used().items()):
-        for start, stop in _attached_spans(changes, mobility, u, v, end_s):
+        for start, stop in _attached_spans(changes, mobility, handovers, u, v, end_s):
             t = start
             while t < stop:
                 state = profile.state_at(t)
@@ -58,8 +59,14 @@ def link_states(
 
 
 def _attached_spans(
-    changes: LinkChanges, mobility: Mobility | None, u: str, v: str, end_s: float
+    changes: LinkChanges,
+    mobility: Mobility | None,
+    handovers: list[Handover],
+    u: str,
+    v: str,
+    end_s: float,
 ) -> list[tuple[float, float]]:
+    """When link u -> v is a client's access link: every link but a moving client's always."""
     role = link_role(changes.topology, u, v)
     if mobility is None or not mobility.hands_over or role.kind != "access":
         return [(0.0, end_s)]
@@ -67,7 +74,7 @@ def _attached_spans(
     station = v if role.direction == "up" else u
     spans: list[tuple[float, float]] = []
     start: float | None = 0.0 if mobility.serving_at(client, 0.0) == station else None
-    for h in mobility.handovers_between(-math.inf, end_s):
+    for h in handovers:
         if h.client != client:
             continue
         if h.target == station and start is None:

@@ -632,9 +632,10 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any]) -> Topolog
 # -------------------------------------------------------------------- generators
 
 
-def _link_attrs(
+def link_attrs(
     bandwidth_mbps: float, latency_ms: float, loss_rate: float = 0.0
 ) -> dict[str, float]:
+    """A link's attributes as the generators (and a handover's new d2d links) make them."""
     return {
         "bandwidth_mbps": float(bandwidth_mbps),
         "latency_ms": float(latency_ms),
@@ -663,8 +664,8 @@ def star(
     _need_count("num_clients", num_clients)
     g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=hub_class)
-    down = _link_attrs(bandwidth_mbps, latency_ms, loss_rate)
-    up = down if uplink_mbps is None else _link_attrs(uplink_mbps, latency_ms, loss_rate)
+    down = link_attrs(bandwidth_mbps, latency_ms, loss_rate)
+    up = down if uplink_mbps is None else link_attrs(uplink_mbps, latency_ms, loss_rate)
     edges = []
     for i in range(num_clients):
         c = f"c{i}"
@@ -702,10 +703,10 @@ def mec(
     _need_count("clients_per_cell", clients_per_cell)
     g: nx.DiGraph[str] = nx.DiGraph()
     g.add_node(CLOUD_NODE, role="cloud", device_class=cloud_class)
-    backhaul = _link_attrs(backhaul_mbps, backhaul_latency_ms)
-    access = _link_attrs(access_mbps, access_latency_ms, loss_rate)
-    up = access if uplink_mbps is None else _link_attrs(uplink_mbps, access_latency_ms, loss_rate)
-    d2d = None if d2d_mbps is None else _link_attrs(d2d_mbps, d2d_latency_ms, loss_rate)
+    backhaul = link_attrs(backhaul_mbps, backhaul_latency_ms)
+    access = link_attrs(access_mbps, access_latency_ms, loss_rate)
+    up = access if uplink_mbps is None else link_attrs(uplink_mbps, access_latency_ms, loss_rate)
+    d2d = None if d2d_mbps is None else link_attrs(d2d_mbps, d2d_latency_ms, loss_rate)
     edges: list[tuple[str, str, dict[str, float]]] = []
     for cell in range(num_cells):
         bs = f"bs{cell}"
@@ -779,10 +780,10 @@ def random_geometric(
     edges = []
     slope = (1.0 - min_bandwidth_fraction) / r
     for i, j, d in pairs:
-        attrs = _link_attrs(bandwidth_mbps * (1.0 - slope * d), latency_ms, loss_rate)
+        attrs = link_attrs(bandwidth_mbps * (1.0 - slope * d), latency_ms, loss_rate)
         edges += [(names[i], names[j], attrs), (names[j], names[i], attrs)]
     centre = int(np.argmin((pos[:, 0] - 0.5) ** 2 + (pos[:, 1] - 0.5) ** 2))
-    up = _link_attrs(cloud_mbps, cloud_latency_ms, loss_rate)
+    up = link_attrs(cloud_mbps, cloud_latency_ms, loss_rate)
     edges += [(CLOUD_NODE, names[centre], up), (names[centre], CLOUD_NODE, up)]
     g.add_edges_from(edges)
     return Topology(g)

@@ -136,17 +136,21 @@ class DynamicsConfig(StrictModel):
             or any(c.is_set() for c in self.links)
         )
 
+    def targets(self) -> list[tuple[str, str, LinkChangesConfig]]:
+        """(its key under network.dynamics, a short name for people, its settings) of every
+        target."""
+        return [
+            ("access", "", self.access),
+            ("d2d", "d2d", self.d2d),
+            ("backhaul", "backhaul", self.backhaul),
+            *((f"device_classes.{k}", f"{k} clients'", v) for k, v in self.device_classes.items()),
+            *((f"links[{i}]", f"{v.a}-{v.b}", v) for i, v in enumerate(self.links)),
+        ]
+
     def files(self) -> list[tuple[str, str, LinkChangesConfig]]:
         """(where, file, its target's settings) for every trace file named."""
         out = []
-        targets: list[tuple[str, LinkChangesConfig]] = [
-            ("access", self.access),
-            ("d2d", self.d2d),
-            ("backhaul", self.backhaul),
-            *((f"device_classes.{k}", v) for k, v in self.device_classes.items()),
-            *((f"links[{i}]", v) for i, v in enumerate(self.links)),
-        ]
-        for where, target in targets:
+        for where, _, target in self.targets():
             for key in ("trace", "uplink_trace", "downlink_trace"):
                 file = getattr(target, key)
                 if file is not None:

@@ -82,6 +82,18 @@ class Steps:
         return total / end
 
 
+def regular_step(t_s: float, step_s: float) -> tuple[int, float]:
+    """For a value that changes every `step_s` from time 0 (times before 0 read the first): the
+    step holding at `t_s` and when it ends (a time on a boundary, up to rounding, starts the
+    next step)."""
+    k = max(math.floor(t_s / step_s), 0)
+    until = (k + 1) * step_s
+    if until <= t_s:  # rounding on a step's boundary
+        k += 1
+        until = (k + 1) * step_s
+    return k, until
+
+
 def merge_equal(times: list[float], values: list[float]) -> tuple[list[float], list[float]]:
     """The same function with consecutive equal values joined into one step."""
     out_t: list[float] = []

@@ -21,6 +21,8 @@ from bisect import bisect_right
 
 import numpy as np
 
+from nmoe_sim.network.dynamics.steps import regular_step
+
 _BLOCK = 1024
 
 
@@ -53,13 +55,8 @@ class LognormalFading:
             factors.extend(block)
 
     def value_at(self, t_s: float) -> tuple[float, float]:
-        k = math.floor(t_s / self.step_s) if t_s > 0 else 0
+        k, until = regular_step(t_s, self.step_s)
         self._extend(k)
-        until = (k + 1) * self.step_s
-        if until <= t_s:  # rounding at a step's boundary
-            k += 1
-            self._extend(k)
-            until = (k + 1) * self.step_s
         return self._factors[k], until
 
 
@@ -86,12 +83,6 @@ class GilbertElliott:
             state = (len(switches) - 1 + self._bad_first) % 2
             durations = self._rng.exponential(self.means[state], 1)
             switches.append(switches[-1] + float(durations[0]))
-
-    def state_at(self, t_s: float) -> int:
-        """0 (good) or 1 (bad)."""
-        self._extend(t_s)
-        i = bisect_right(self._switches, t_s) - 1
-        return (max(i, 0) + self._bad_first) % 2
 
     def value_at(self, t_s: float) -> tuple[float, float]:
         self._extend(t_s)

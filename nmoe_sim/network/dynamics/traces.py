@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmoe_sim.network.dynamics.steps import Steps, merge_equal
+from nmoe_sim.safe_yaml import YamlInputError, read_text
 from nmoe_sim.strict import MAX_LATENCY_MS, MAX_MBPS, MIN_MBPS
 
 MAHIMAHI_PACKET_BITS = 1500 * 8
@@ -87,20 +88,13 @@ def read_trace(
 
 
 def _read_lines(path: Path) -> list[str]:
+    """The file's lines, read as every input file is (safe_yaml.read_text: UTF-8, bounded)."""
+    if not path.is_file():
+        raise TraceError(f"trace file {path} not found (or not a file)", unreadable=True)
     try:
-        if not path.is_file():
-            raise TraceError(f"trace file {path} not found (or not a file)", unreadable=True)
-        size = path.stat().st_size
-        if size > MAX_TRACE_BYTES:
-            raise TraceError(
-                f"{path}: {size:,} bytes; a trace may have at most {MAX_TRACE_BYTES:,}"
-            )
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: not UTF-8 text; a trace is a text file", True) from None
-    except OSError as err:
-        raise TraceError(f"cannot read trace {path}: {err.strerror or err}", True) from None
-    return text.splitlines()
+        return read_text(path, "trace", MAX_TRACE_BYTES, "text file").splitlines()
+    except YamlInputError as err:
+        raise TraceError(str(err), unreadable=True) from None
 
 
 def read_mahimahi_lines(lines: list[str], source: str, bin_ms: int = DEFAULT_BIN_MS) -> Trace:

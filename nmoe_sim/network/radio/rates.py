@@ -23,6 +23,7 @@ from functools import partial
 
 import numpy as np
 
+from nmoe_sim.network.dynamics.steps import regular_step
 from nmoe_sim.network.mobility.attachment import Mobility
 from nmoe_sim.network.mobility.pathloss import PATH_LOSS, PathLoss
 from nmoe_sim.network.radio.schema import DirectionConfig, RadioConfig
@@ -123,12 +124,7 @@ class RadioRate:
         if not self.radio.moving:
             self._extend(0)
             return self.rates[0], math.inf
-        step = self.radio.step_s
-        k = max(math.floor(t_s / step), 0)
-        until = (k + 1) * step
-        if until <= t_s:  # rounding on a step's boundary
-            k += 1
-            until = (k + 1) * step
+        k, until = regular_step(t_s, self.radio.step_s)
         self._extend(k)
         return self.rates[k], until
 

@@ -12,6 +12,7 @@ import numpy as np
 from nmoe_sim.network.mobility.layout import Layout
 from nmoe_sim.network.mobility.schema import MobilityConfig
 from nmoe_sim.network.mobility.track import Track
+from nmoe_sim.safe_yaml import YamlInputError, read_text
 
 COLUMNS = ("time_s", "client", "x_m", "y_m")
 MAX_BYTES = 256_000_000
@@ -28,18 +29,12 @@ class PositionTraceError(ValueError):
 
 def read_positions(path: Path, layout: Layout) -> dict[str, list[tuple[float, float, float]]]:
     """client -> [(time, x, y), ...] in time order, every row checked."""
+    if not path.is_file():
+        raise PositionTraceError(f"position trace {path} not found (or not a file)", True)
     try:
-        if not path.is_file():
-            raise PositionTraceError(f"position trace {path} not found (or not a file)", True)
-        if path.stat().st_size > MAX_BYTES:
-            raise PositionTraceError(f"{path}: larger than {MAX_BYTES:,} bytes")
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise PositionTraceError(
-            f"{path}: not UTF-8 text; a position trace is a CSV", True
-        ) from None
-    except OSError as err:
-        raise PositionTraceError(f"cannot read {path}: {err.strerror or err}", True) from None
+        lines = read_text(path, "position trace", MAX_BYTES, "CSV text file").splitlines()
+    except YamlInputError as err:  # read as every input file is: UTF-8, bounded
+        raise PositionTraceError(str(err), True) from None
     rows: dict[str, list[tuple[float, float, float]]] = {}
     x0, y0, x1, y1 = layout.area
     seen_data = False
