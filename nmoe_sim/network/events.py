@@ -71,15 +71,14 @@ def _attached_spans(
     if mobility is None or not mobility.hands_over or role.kind != "access":
         return [(0.0, end_s)]
     client = role.anchor
-    station = v if role.direction == "up" else u
     spans: list[tuple[float, float]] = []
-    start: float | None = 0.0 if mobility.serving_at(client, 0.0) == station else None
+    start: float | None = 0.0 if mobility.serving_at(client, 0.0) == role.station else None
     for h in handovers:
         if h.client != client:
             continue
-        if h.target == station and start is None:
+        if h.target == role.station and start is None:
             start = h.t_s
-        elif h.source == station and start is not None:
+        elif h.source == role.station and start is not None:
             spans.append((start, h.t_s))
             start = None
     if start is not None:

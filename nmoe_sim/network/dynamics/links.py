@@ -98,6 +98,7 @@ class LinkRole:
     kind: str  # access | d2d | backhaul
     direction: str  # up | down
     anchor: str  # the client (access, d2d sender) or the base station (backhaul)
+    station: str = ""  # an access link's other end: the base station (or hub) serving it
 
 
 def link_role(topology: Topology, u: str, v: str) -> LinkRole:
@@ -105,9 +106,9 @@ def link_role(topology: Topology, u: str, v: str) -> LinkRole:
     if ru == "client" and rv == "client":
         return LinkRole("d2d", "up", u)
     if ru == "client":
-        return LinkRole("access", "up", u)
+        return LinkRole("access", "up", u, v)
     if rv == "client":
-        return LinkRole("access", "down", v)
+        return LinkRole("access", "down", v, u)
     if rv == "cloud" or (ru != "cloud" and u < v):
         return LinkRole("backhaul", "up", u)
     return LinkRole("backhaul", "down", v)
@@ -153,8 +154,7 @@ class LinkChanges:
         role = link_role(self.topology, u, v)
         if role.kind != "access":
             return None
-        station = v if role.direction == "up" else u
-        return self.radio.medium(station, role.direction)
+        return self.radio.medium(role.station, role.direction)
 
     def _targets(self, u: str, v: str, role: LinkRole) -> list[tuple[LinkChangesConfig, str]]:
         """The targets that may set something on u -> v, most specific first, each with the
@@ -194,8 +194,7 @@ class LinkChanges:
         capacity: StepSource | None = None if trace is None else trace.capacity_bps
         max_bps = math.inf
         if self.radio is not None and role.kind == "access":
-            station = v if role.direction == "up" else u
-            capacity = self.radio.rate(role.anchor, station, role.direction)
+            capacity = self.radio.rate(role.anchor, role.station, role.direction)
             max_bps = self.radio.max_rate_bps(role.direction)  # fading cannot pass the bound
         if capacity is None and fading is None and loss is None:
             return None
